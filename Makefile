@@ -1,0 +1,25 @@
+# `make run` runs the pipeline, `make test` runs the tests; both set up .venv first.
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test lint lock
+
+$(VENV)/installed: pyproject.toml requirements.lock
+	test -x $(VENV)/bin/python || python3.11 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+run: $(VENV)/installed
+	dvc repro
+
+test: $(VENV)/installed
+	pytest
+
+lint: $(VENV)/installed
+	ruff check . && ruff format --check .
+
+# Re-pin requirements.lock to what is installed now (after the tests pass).
+lock:
+	$(VENV)/bin/python -m pip freeze --exclude-editable > requirements.lock

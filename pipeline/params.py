@@ -1,0 +1,111 @@
+"""Load params.yaml and reject bad values before any stage starts its work."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MNIST_TRAIN_SIZE = 60_000
+
+
+@dataclass(frozen=True)
+class Rule:
+    allowed: str  # what the message tells the user is allowed
+    check: Callable[[Any], bool]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def int_from(low: int, high: int | None = None) -> Rule:
+    allowed = f"a whole number from {low} to {high}" if high else f"a whole number >= {low}"
+    return Rule(allowed, lambda v: _is_int(v) and v >= low and (high is None or v <= high))
+
+
+POSITIVE_NUMBER = Rule("a number > 0", lambda v: _is_number(v) and v > 0)
+NAME = Rule("a non-empty string", lambda v: isinstance(v, str) and v.strip() != "")
+URL_LIST = Rule(
+    "a list of URLs (strings), possibly empty",
+    lambda v: isinstance(v, list) and all(isinstance(u, str) and u for u in v),
+)
+
+SCHEMA: dict[str, dict[str, Rule]] = {
+    "fetch": {"mirrors": URL_LIST, "timeout": POSITIVE_NUMBER, "retries": int_from(1)},
+    "preprocess": {
+        "val_size": int_from(1, MNIST_TRAIN_SIZE - 1),
+        "seed": int_from(0),
+        # The real upper bound depends on val_size; it is checked in _check_cross_fields.
+        "train_subset": Rule(
+            "null or a whole number >= 1", lambda v: v is None or (_is_int(v) and v >= 1)
+        ),
+    },
+    "train": {
+        "epochs": int_from(1),
+        "batch_size": int_from(1),
+        "learning_rate": POSITIVE_NUMBER,
+        "patience": int_from(1),
+        "seed": int_from(0),
+    },
+    "mlflow": {"experiment": NAME, "model_name": NAME},
+}
+
+
+class ParamsError(ValueError):
+    pass
+
+
+def validate(params: Any) -> dict:
+    """Return params unchanged, or raise ParamsError naming the first bad parameter."""
+    if not isinstance(params, dict):
+        raise ParamsError(f"expected a mapping of stages, found {type(params).__name__}")
+    for section in params:
+        if section not in SCHEMA:
+            raise ParamsError(f"unknown section '{section}' (known: {', '.join(SCHEMA)})")
+    for section, rules in SCHEMA.items():
+        values = params.get(section)
+        if not isinstance(values, dict):
+            raise ParamsError(f"missing section '{section}' (keys: {', '.join(rules)})")
+        for key in values:
+            if key not in rules:
+                raise ParamsError(
+                    f"unknown key '{section}.{key}' (known keys of {section}: {', '.join(rules)})"
+                )
+        for key, rule in rules.items():
+            if key not in values:
+                raise ParamsError(f"missing '{section}.{key}' ({rule.allowed})")
+            if not rule.check(values[key]):
+                raise ParamsError(
+                    f"{section}.{key} = {values[key]!r} is invalid: expected {rule.allowed}"
+                )
+    _check_cross_fields(params)
+    return params
+
+
+def _check_cross_fields(params: dict) -> None:
+    prep = params["preprocess"]
+    room = MNIST_TRAIN_SIZE - prep["val_size"]
+    if prep["train_subset"] is not None and prep["train_subset"] > room:
+        raise ParamsError(
+            f"preprocess.train_subset = {prep['train_subset']} is invalid: expected null or a "
+            f"whole number from 1 to {room} (60,000 training images minus val_size)"
+        )
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """Read and validate the parameters; exit with one clear line when they are bad."""
+    try:
+        params = yaml.safe_load(Path(path).read_text())
+        return validate(params)
+    except OSError as error:
+        raise SystemExit(f"error: cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise SystemExit(f"error: {path} is not valid YAML: {error}") from None
+    except ParamsError as error:
+        raise SystemExit(f"error: {path}: {error}") from None

@@ -1,0 +1,87 @@
+"""Stage 2: parse the IDX files into uint8 arrays and hold out a validation split.
+
+Outputs data/prepared/{train,val,test}.npz, each with `x` (N, 28, 28, 1) and `y` (N,).
+The validation split comes out of the 60,000 training images; the test set is only
+ever used by the evaluate stage.
+"""
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.params import load_params
+
+RAW_DIR = Path("data/raw")
+OUT_DIR = Path("data/prepared")
+
+IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+
+
+class IdxError(ValueError):
+    pass
+
+
+def read_idx(path: Path, magic: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Read a gzipped IDX file whose header must match magic and shape exactly."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except OSError as error:  # includes gzip.BadGzipFile
+        raise IdxError(f"{path}: cannot read as gzip: {error}") from None
+    except (EOFError, zlib.error) as error:
+        raise IdxError(f"{path}: corrupt or truncated gzip stream ({error})") from None
+    header_size = 4 + 4 * len(shape)
+    if len(data) < header_size:
+        raise IdxError(f"{path}: expected an IDX header of {header_size} bytes, found {len(data)}")
+    found_magic = int.from_bytes(data[:4], "big")
+    if found_magic != magic:
+        raise IdxError(f"{path}: expected magic number {magic:#010x}, found {found_magic:#010x}")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(len(shape)))
+    if dims != shape:
+        raise IdxError(f"{path}: expected dimensions {shape}, found {dims}")
+    expected = int(np.prod(shape))
+    found = len(data) - header_size
+    if found != expected:
+        raise IdxError(f"{path}: expected {expected} bytes of data after the header, found {found}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def load_split(prefix: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images as (count, 28, 28, 1) and labels as (count,), both uint8."""
+    x = read_idx(RAW_DIR / f"{prefix}-images-idx3-ubyte.gz", IMAGES_MAGIC, (count, 28, 28))
+    y = read_idx(RAW_DIR / f"{prefix}-labels-idx1-ubyte.gz", LABELS_MAGIC, (count,))
+    if y.max() > 9:
+        raise IdxError(f"{prefix} labels: expected values 0 to 9, found {y.max()}")
+    return x[..., np.newaxis], y
+
+
+def split(
+    x: np.ndarray, y: np.ndarray, val_size: int, seed: int, train_subset: int | None
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Shuffle once with seed; the first val_size images are validation, the rest training."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = order[:val_size], order[val_size:]
+    if train_subset is not None:
+        train = train[:train_subset]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+def main() -> None:
+    params = load_params()["preprocess"]
+    try:
+        x, y = load_split("train", 60_000)
+        test = load_split("t10k", 10_000)
+    except IdxError as error:
+        raise SystemExit(f"error: preprocess: {error}") from None
+    train, val = split(x, y, params["val_size"], params["seed"], params["train_subset"])
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for name, (images, labels) in {"train": train, "val": val, "test": test}.items():
+        np.savez(OUT_DIR / f"{name}.npz", x=images, y=labels)
+        print(f"preprocess: {name}: {len(images)} images")
+
+
+if __name__ == "__main__":
+    main()

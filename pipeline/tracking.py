@@ -1,0 +1,27 @@
+"""Where runs and models are kept: $MLFLOW_TRACKING_URI, or SQLite at the repository root."""
+
+import os
+from pathlib import Path
+
+import mlflow
+
+# DVC sets DVC_ROOT to the user's repository, also when `dvc exp run --temp` runs the
+# stages in a copy under .dvc/tmp/exps (a store there would be thrown away).
+ROOT = Path(os.environ.get("DVC_ROOT", ".")).resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlflow.db'}"
+
+
+def use_store(experiment: str | None = None) -> None:
+    """Point MLflow at the store and, when given, at the experiment (created if missing)."""
+    mlflow.set_tracking_uri(tracking_uri())
+    if experiment is None or mlflow.get_experiment_by_name(experiment):
+        pass
+    elif "MLFLOW_TRACKING_URI" in os.environ:
+        mlflow.create_experiment(experiment)  # the server decides where artifacts go
+    else:
+        mlflow.create_experiment(experiment, artifact_location=(ROOT / "mlruns").as_uri())
+    if experiment:
+        mlflow.set_experiment(experiment)

@@ -1,0 +1,129 @@
+"""Stage 3: train the CNN on the training split, select by the validation split.
+
+Every run is tracked in MLflow as it trains (parameters, data checksums, git commit,
+per-epoch metrics, training curves). The run id goes to models/mlflow_run.json so that
+the register stage adds the test metrics and the model to the same run.
+"""
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from pipeline.params import load_params
+
+DATA_DIR = Path("data/prepared")
+MODEL_PATH = Path("models/model.keras")
+RUN_PATH = Path("models/mlflow_run.json")
+REPORTS_DIR = Path("reports")
+
+
+def flatten(params: dict) -> dict[str, object]:
+    """{'train': {'epochs': 12}} -> {'train.epochs': 12}, as MLflow parameters."""
+    return {
+        f"{stage}.{key}": value for stage, values in params.items() for key, value in values.items()
+    }
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
+        return commit + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def make_dataset(x, y, batch_size: int, shuffle_seed: int | None = None):
+    """Batches of uint8 images, shuffled each epoch when a seed is given, prefetched."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def main() -> None:
+    params = load_params()  # before the slow imports: bad parameters fail at once
+    p = params["train"]
+
+    import keras
+    import mlflow
+    import numpy as np
+
+    from pipeline import plots, tracking
+    from pipeline.model import build_model
+
+    train, val = np.load(DATA_DIR / "train.npz"), np.load(DATA_DIR / "val.npz")
+    keras.utils.set_random_seed(p["seed"])
+    # Cosine decay from learning_rate to 0 over all epochs: big steps first, fine ones last.
+    steps = -(-len(train["y"]) // p["batch_size"]) * p["epochs"]
+    model = build_model(keras.optimizers.schedules.CosineDecay(p["learning_rate"], steps))
+
+    tracking.use_store(params["mlflow"]["experiment"])
+    with mlflow.start_run() as run:
+        mlflow.log_params(flatten(params))
+        mlflow.log_params(
+            {f"data.{f.stem}_sha256": file_sha256(f) for f in sorted(DATA_DIR.glob("*.npz"))}
+        )
+        mlflow.log_params({"data.train_images": len(train["y"]), "data.val_images": len(val["y"])})
+        mlflow.set_tag("git_commit", git_commit())
+
+        started = time.perf_counter()
+        history = model.fit(
+            make_dataset(train["x"], train["y"], p["batch_size"], shuffle_seed=p["seed"]),
+            validation_data=make_dataset(val["x"], val["y"], 1024),
+            epochs=p["epochs"],
+            callbacks=[
+                mlflow.keras.MlflowCallback(log_every_epoch=True),
+                keras.callbacks.EarlyStopping(
+                    monitor="val_accuracy", patience=p["patience"], restore_best_weights=True
+                ),
+            ],
+            shuffle=False,  # the dataset reshuffles itself every epoch
+            verbose=2,
+        ).history
+        seconds = time.perf_counter() - started
+
+        epochs_run = len(history["loss"])
+        best_epoch = int(np.argmax(history["val_accuracy"])) + 1
+        mlflow.log_metrics(
+            {
+                "best_epoch": best_epoch,
+                "best_val_accuracy": max(history["val_accuracy"]),
+                "train_seconds": seconds,
+                "train_images_per_second": len(train["y"]) * epochs_run / seconds,
+            }
+        )
+
+        MODEL_PATH.parent.mkdir(parents=True, exist_ok=True)
+        REPORTS_DIR.mkdir(exist_ok=True)
+        model.save(MODEL_PATH)
+        write_history(history, REPORTS_DIR / "training_history.csv")
+        plots.training_curves(history, REPORTS_DIR / "training_curves.png")
+        mlflow.log_artifact(str(REPORTS_DIR / "training_curves.png"), "plots")
+        RUN_PATH.write_text(json.dumps({"run_id": run.info.run_id}) + "\n")
+    print(
+        f"train: {epochs_run} epochs in {seconds:.0f} s, best validation accuracy "
+        f"{max(history['val_accuracy']):.4f} at epoch {best_epoch}"
+    )
+
+
+def write_history(history: dict[str, list[float]], path: Path) -> None:
+    columns = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    lines = ["epoch," + ",".join(columns)]
+    for epoch in range(len(history["loss"])):
+        lines.append(f"{epoch + 1}," + ",".join(f"{history[c][epoch]:.6f}" for c in columns))
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""End to end: `dvc repro` in a copy of this repository, on a few hundred real images."""
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, stage_env
+
+TINY = {"preprocess": {"val_size": 200, "train_subset": 1000}, "train": {"epochs": 2}}
+
+
+def sh(*command: str, cwd: Path, **env: str) -> str:
+    result = subprocess.run(command, cwd=cwd, env=stage_env(**env), capture_output=True, text=True)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def set_params(repo: Path, **changes: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for stage, values in changes.items():
+        params[stage].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A git clone-like copy of the working tree (tracked and new files), with tiny params."""
+    copy = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file() and not name.startswith(("reports/", "dvc.lock")):
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, copy / name)
+    set_params(copy, **TINY)
+    sh("git", "init", "-q", cwd=copy)
+    sh("git", "add", "-A", cwd=copy)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy", cwd=copy)
+    return copy
+
+
+def locked_model_md5(repo: Path) -> str:
+    """The md5 that dvc.lock records for the trained model."""
+    outs = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]["outs"]
+    return next(out["md5"] for out in outs if out["path"] == "models/model.keras")
+
+
+def registry(repo: Path, uri: str | None = None) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=uri or f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
+    sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror))
+
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert 0.5 < metrics["test"]["accuracy"] <= 1  # 1,000 images, 2 epochs: far above chance
+    assert set(metrics["per_class"]) == {str(d) for d in range(10)}
+    for plot in ("confusion.png", "misclassified.png", "training_curves.png"):
+        assert (repo / "reports" / plot).stat().st_size > 1000
+
+    client = registry(repo)
+    [version] = client.search_model_versions("name = 'mnist-cnn'")
+    run = client.get_run(version.run_id)
+    assert run.data.params["train.epochs"] == "2"
+    assert run.data.params["preprocess.train_subset"] == "1000"
+    assert "data.train_sha256" in run.data.params and "git_commit" in run.data.tags
+    assert run.data.metrics["test_accuracy"] == metrics["test"]["accuracy"]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [0, 1]
+    assert version.tags["test_accuracy"] == str(metrics["test"]["accuracy"])
+    assert version.tags["run_id"] == run.info.run_id
+    assert version.tags["model_md5"] == locked_model_md5(repo)
+
+    # The registered model loads by its registry URI and answers like the evaluated one.
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/mnist-cnn/{version.version}")
+    test = np.load(repo / "data" / "prepared" / "test.npz")
+    probabilities = np.asarray(model.predict(test["x"][:1000]))
+    assert probabilities.shape == (1000, 10)
+    accuracy = np.mean(probabilities.argmax(axis=1) == test["y"][:1000])
+    assert abs(accuracy - metrics["test"]["accuracy"]) < 0.05
+
+
+def test_second_repro_reruns_nothing(repo, mirror):
+    started = time.perf_counter()
+    out = sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror))
+    seconds = time.perf_counter() - started
+    assert "Running stage" not in out
+    print(f"no-op dvc repro: {seconds:.1f} s")
+
+
+def test_exp_run_lands_in_the_same_store(repo, mirror):
+    sh("dvc", "exp", "run", "-S", "train.epochs=3", cwd=repo, MNIST_MIRROR=str(mirror))
+    versions = registry(repo).search_model_versions("name = 'mnist-cnn'")
+    assert len(versions) == 2
+    newest = max(versions, key=lambda v: int(v.version))
+    assert registry(repo).get_run(newest.run_id).data.params["train.epochs"] == "3"
+
+
+def test_run_cache_restore_still_registers_the_model(repo, mirror, tmp_path):
+    """DVC restores train from its run cache without training: the registry must still agree."""
+    fresh_store = f"sqlite:///{tmp_path / 'fresh.db'}"
+    set_params(repo, train={"epochs": 2})  # trained before: DVC restores it from the run cache
+    out = sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror), MLFLOW_TRACKING_URI=fresh_store)
+    assert "Stage 'train' is cached - skipping run" in out
+
+    [version] = registry(repo, fresh_store).search_model_versions("name = 'mnist-cnn'")
+    assert version.tags["model_md5"] == locked_model_md5(repo)
+    run = registry(repo, fresh_store).get_run(version.run_id)
+    assert run.data.tags["restored_from_dvc_cache"] == "true"
