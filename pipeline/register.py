@@ -1,9 +1,15 @@
 """Stage 5: make sure the MLflow registry holds the model that dvc.lock describes.
 
+The registered model is the pictures-to-digits pyfunc of serving/digit_model.py with the
+trained network inside. A new version whose test accuracy reaches promote.min_accuracy
+becomes `champion` when there is none yet, and `challenger` otherwise: a person promotes
+challengers with `python -m pipeline.promote`.
+
 This stage declares no outputs, so DVC never restores it from its run cache: it runs
 whenever the model or its metrics change, including when DVC restored the train stage
 from its cache without training. It is idempotent: a model version is identified by
-the md5 of models/model.keras (the hash in dvc.lock), and a model already registered
+the md5 of models/model.keras (the hash in dvc.lock) and the md5 of the serving code
+packaged with it, and a model already registered
 is left alone. When the training run is not in this store (the model was trained
 against another one), a new run is created for it.
 """
@@ -13,14 +19,18 @@ import json
 from pathlib import Path
 
 from pipeline.params import load_params
+from pipeline.promote import auto_promote
 from pipeline.train import MODEL_PATH, RUN_PATH, flatten
 
 METRICS_PATH = Path("reports/metrics.json")
 PLOTS = [Path("reports/confusion.png"), Path("reports/misclassified.png")]
 
 
-def file_md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+def md5(*paths: Path) -> str:
+    digest = hashlib.md5()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def main() -> None:
@@ -31,12 +41,13 @@ def main() -> None:
     from mlflow.exceptions import MlflowException
 
     from pipeline import tracking
+    from serving.package import MODEL_CODE, model_arguments
 
     tracking.use_store(params["mlflow"]["experiment"])
     client = mlflow.MlflowClient()
-    md5 = file_md5(MODEL_PATH)
+    identity = {"model_md5": md5(MODEL_PATH), "code_md5": md5(*MODEL_CODE)}
     for version in client.search_model_versions(f"name = '{name}'"):
-        if version.tags.get("model_md5") == md5:
+        if all(version.tags.get(tag) == value for tag, value in identity.items()):
             print(f"register: this model is already {name} version {version.version}")
             return
 
@@ -48,17 +59,27 @@ def main() -> None:
 
     test = json.loads(METRICS_PATH.read_text())["test"]
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics({"test_accuracy": test["accuracy"], "test_loss": test["loss"]})
+        mlflow.log_metrics(
+            {
+                "test_accuracy": test["accuracy"],
+                "test_loss": test["loss"],
+                "test_picture_accuracy": test["picture_accuracy"],
+            }
+        )
         mlflow.log_artifact(str(METRICS_PATH))
         for plot in PLOTS:
             mlflow.log_artifact(str(plot), "plots")
-        model_uri = log_model()
+        model_uri = mlflow.pyfunc.log_model(name="model", **model_arguments(MODEL_PATH)).model_uri
     version = mlflow.register_model(
         model_uri,
         name,
-        tags={"test_accuracy": str(test["accuracy"]), "run_id": run_id, "model_md5": md5},
+        tags={"test_accuracy": str(test["accuracy"]), "run_id": run_id, **identity},
     )
-    print(f"register: {name} version {version.version} (test accuracy {test['accuracy']})")
+    alias = auto_promote(client, name, version.version, params["promote"]["min_accuracy"])
+    print(
+        f"register: {name} version {version.version} (test accuracy {test['accuracy']}), "
+        + (f"alias {alias}" if alias else "below promote.min_accuracy: no alias")
+    )
 
 
 def new_run_for_restored_model(params: dict, trained_in: str) -> str:
@@ -72,29 +93,6 @@ def new_run_for_restored_model(params: dict, trained_in: str) -> str:
         f"register: training run {trained_in} is not in this store; created run {run.info.run_id}"
     )
     return run.info.run_id
-
-
-def log_model() -> str:
-    """Log models/model.keras with its signature into the active run; return its URI."""
-    import keras
-    import mlflow
-    import numpy as np
-    import tensorflow as tf
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype("uint8"), (-1, 28, 28, 1), "pixels")]),
-        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 10), "probabilities")]),
-    )
-    info = mlflow.keras.log_model(
-        keras.models.load_model(MODEL_PATH),
-        name="model",
-        signature=signature,
-        # Explicit: inferring them costs 10-15 s per log.
-        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-    )
-    return info.model_uri
 
 
 if __name__ == "__main__":

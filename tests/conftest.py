@@ -46,6 +46,6 @@ def write_params(directory: Path, **overrides: dict) -> dict:
     return params
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mirror() -> Path:
     return mnist_mirror()

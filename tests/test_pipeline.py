@@ -1,5 +1,7 @@
 """End to end: `dvc repro` in a copy of this repository, on a few hundred real images."""
 
+import base64
+import io
 import json
 import shutil
 import subprocess
@@ -8,8 +10,10 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import REPO, stage_env
 
@@ -66,6 +70,8 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
 
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
     assert 0.5 < metrics["test"]["accuracy"] <= 1  # 1,000 images, 2 epochs: far above chance
+    # Through the pictures-to-digits model, each test digit sent as a PNG: the same, within 0.1 pp.
+    assert abs(metrics["test"]["picture_accuracy"] - metrics["test"]["accuracy"]) <= 0.001
     assert set(metrics["per_class"]) == {str(d) for d in range(10)}
     for plot in ("confusion.png", "misclassified.png", "training_curves.png"):
         assert (repo / "reports" / plot).stat().st_size > 1000
@@ -82,14 +88,21 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     assert version.tags["run_id"] == run.info.run_id
     assert version.tags["model_md5"] == locked_model_md5(repo)
 
-    # The registered model loads by its registry URI and answers like the evaluated one.
+    # The registered model loads by its registry URI and reads digits from pictures.
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(f"models:/mnist-cnn/{version.version}")
+    assert model.metadata.signature.inputs.input_names() == ["image"]
     test = np.load(repo / "data" / "prepared" / "test.npz")
-    probabilities = np.asarray(model.predict(test["x"][:1000]))
-    assert probabilities.shape == (1000, 10)
-    accuracy = np.mean(probabilities.argmax(axis=1) == test["y"][:1000])
-    assert abs(accuracy - metrics["test"]["accuracy"]) < 0.05
+    pictures = []
+    for pixels in test["x"][:200]:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels.squeeze()).save(buffer, "PNG")
+        pictures.append(base64.b64encode(buffer.getvalue()).decode())
+    digits = model.predict(pd.DataFrame({"image": pictures}))["digits"]
+    accuracy = np.mean([d == str(label) for d, label in zip(digits, test["y"][:200], strict=True)])
+    assert accuracy > 0.5
+    # Below promote.min_accuracy (0.99): registered, but no alias.
+    assert version.aliases == []
 
 
 def test_second_repro_reruns_nothing(repo, mirror):

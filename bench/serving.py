@@ -1,0 +1,185 @@
+"""Latency and throughput of the registered model: over HTTP and in process.
+
+    python bench/serving.py [--model-uri models:/mnist-cnn@champion] [--requests 200]
+
+Prints, for `mlflow models serve` of the pictures-to-digits model and for the same pyfunc
+called in process: the median and 95th-percentile latency of one request with one 28x28
+digit and of one request with a 600x200 picture of five digits, and the throughput of
+batched requests (digits per second). The baseline is `mlflow models serve` of the plain
+Keras-flavour model, one 28x28 digit per request. Needs a trained model (`make run`).
+"""
+
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline import tracking  # noqa: E402
+from pipeline.preprocess import IMAGES_MAGIC, read_idx  # noqa: E402
+
+BATCH = 64
+
+
+def png_base64(pixels: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def five_digit_picture(digits: np.ndarray) -> np.ndarray:
+    """600x200, dark ink on white, five MNIST digits scaled up 4x, unevenly spaced."""
+    canvas = Image.new("L", (600, 200), 255)
+    for left, digit in zip((10, 120, 250, 350, 480), digits, strict=True):
+        canvas.paste(Image.fromarray(255 - digit).resize((112, 112), Image.BILINEAR), (left, 44))
+    return np.asarray(canvas)
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    return float(np.median(seconds) * 1000), float(np.percentile(seconds, 95) * 1000)
+
+
+def measure(call, body, repeat: int) -> list[float]:
+    for _ in range(5):  # warm-up: tracing, caches, connections
+        call(body)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call(body)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(model_uri: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.tracking_uri(),
+               PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")  # fmt: skip
+    process = subprocess.Popen(
+        [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+            return process, port
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit(f"{model_uri} did not start")
+
+
+def poster(port: int):
+    connection = http.client.HTTPConnection("127.0.0.1", port)  # kept alive, like a client would
+
+    def post(body: str) -> dict:
+        connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 200, answer
+        return answer
+
+    return post
+
+
+def images_body(images: list[str]) -> str:
+    return json.dumps({"dataframe_split": {"columns": ["image"], "data": [[i] for i in images]}})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-uri", default="models:/mnist-cnn@champion")
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    tracking.use_store()
+
+    import mlflow
+    import pandas as pd
+
+    digits = read_idx(ROOT / "data/raw/t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
+    one = png_base64(digits[0])
+    five = png_base64(five_digit_picture(digits[:5]))
+    batch = [png_base64(d) for d in digits[:BATCH]]
+    n = args.requests
+    rows = []
+
+    model = mlflow.pyfunc.load_model(args.model_uri)
+    assert model.predict(pd.DataFrame({"image": [five]}))["digits"][0] != ""
+
+    def local(images):
+        return model.predict(pd.DataFrame({"image": images}))
+
+    single = percentiles(measure(local, [one], n))
+    several = percentiles(measure(local, [five], n))
+    batched = measure(local, batch, max(n // 10, 10))
+    rows.append(("pyfunc in process", single, several, BATCH / np.median(batched)))
+
+    process, port = serve(args.model_uri)
+    try:
+        post = poster(port)
+        single = percentiles(measure(post, images_body([one]), n))
+        several = percentiles(measure(post, images_body([five]), n))
+        batched = measure(post, images_body(batch), max(n // 10, 10))
+        rows.append(("mlflow models serve, pictures", single, several, BATCH / np.median(batched)))
+    finally:
+        process.terminate()
+        process.wait()
+
+    # Baseline: the bare Keras network behind mlflow models serve, raw pixels in.
+    with tempfile.TemporaryDirectory() as tmp:
+        import keras
+
+        from pipeline.train import MODEL_PATH
+
+        path = f"{tmp}/keras"
+        mlflow.keras.save_model(keras.models.load_model(ROOT / MODEL_PATH), path,
+                                pip_requirements=["tensorflow", "keras"])  # fmt: skip
+        process, port = serve(path)
+        try:
+            post = poster(port)
+            body = json.dumps({"inputs": digits[:1, :, :, None].tolist()})
+            single = percentiles(measure(post, body, n))
+            rows.append(("baseline: Keras flavour, raw pixels", single, None, None))
+        finally:
+            process.terminate()
+            process.wait()
+
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {cpu}")
+    print(f"model: {args.model_uri}; {n} requests each; batches of {BATCH} digits\n")
+    print(
+        "| path | 1 digit median / p95 (ms) | 600x200, 5 digits median / p95 (ms) "
+        "| batched (digits/s) |"
+    )
+    print("| --- | --- | --- | --- |")
+    for name, single, several, rate in rows:
+        five_text = f"{several[0]:.1f} / {several[1]:.1f}" if several else "n/a"
+        rate_text = f"{rate:.0f}" if rate else "n/a"
+        print(f"| {name} | {single[0]:.1f} / {single[1]:.1f} | {five_text} | {rate_text} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""List the versions of the registered model and move the `champion` alias.
+
+    python -m pipeline.promote              # list versions, accuracies and aliases
+    python -m pipeline.promote 3            # make version 3 the champion
+    python -m pipeline.promote 3 --force    # even if it is less accurate than the champion
+
+Clients load `models:/<name>@champion`; moving the alias is how a model goes live.
+"""
+
+import argparse
+from datetime import datetime
+
+from pipeline.params import load_params
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class PromotionError(Exception):
+    pass
+
+
+def accuracy(version) -> float:
+    return float(version.tags.get("test_accuracy", "nan"))
+
+
+def champion(client, name: str):
+    """The version holding the champion alias, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def promote(client, name: str, version: str, force: bool = False) -> None:
+    """Move the champion alias to version, refusing a less accurate one unless forced."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        chosen = client.get_model_version(name, version)
+    except MlflowException:
+        raise PromotionError(f"{name} has no version {version}") from None
+    current = champion(client, name)
+    if current and not force and accuracy(chosen) < accuracy(current):
+        raise PromotionError(
+            f"refusing to promote version {version} (test accuracy {accuracy(chosen)}) over "
+            f"champion version {current.version} (test accuracy {accuracy(current)}); "
+            "add --force to promote it anyway"
+        )
+    client.set_registered_model_alias(name, CHAMPION, version)
+    if CHALLENGER in chosen.aliases:
+        client.delete_registered_model_alias(name, CHALLENGER)
+
+
+def auto_promote(client, name: str, version: str, min_accuracy: float) -> str | None:
+    """After training: champion if there is none yet, else challenger; None if too weak."""
+    chosen = client.get_model_version(name, version)
+    if accuracy(chosen) < min_accuracy:
+        return None
+    alias = CHALLENGER if champion(client, name) else CHAMPION
+    client.set_registered_model_alias(name, alias, version)
+    return alias
+
+
+def show_versions(client, name: str) -> None:
+    versions = client.search_model_versions(f"name = '{name}'")
+    versions = sorted(versions, key=lambda v: int(v.version))
+    if not versions:
+        print(f"{name} has no versions yet: run `dvc repro` to train and register one")
+        return
+    aliases = {}  # search results leave aliases out: they come with the registered model
+    for alias, version in client.get_registered_model(name).aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
+    print(f"{'version':>7}  {'test acc':>8}  {'created':16}  {'run id':32}  aliases")
+    for v in versions:
+        created = datetime.fromtimestamp(v.creation_timestamp / 1000).strftime("%Y-%m-%d %H:%M")
+        print(
+            f"{v.version:>7}  {accuracy(v):>8.4f}  {created:16}  {v.run_id:32}  "
+            + ", ".join(sorted(aliases.get(str(v.version), [])))
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("version", nargs="?", help="the version to make champion")
+    parser.add_argument("--force", action="store_true", help="promote even a less accurate one")
+    args = parser.parse_args()
+    name = load_params()["mlflow"]["model_name"]
+
+    import mlflow
+
+    from pipeline import tracking
+
+    tracking.use_store()
+    client = mlflow.MlflowClient()
+    if args.version:
+        try:
+            promote(client, name, args.version, args.force)
+        except PromotionError as error:
+            raise SystemExit(f"error: {error}") from None
+        print(f"{name}@{CHAMPION} is now version {args.version}")
+    show_versions(client, name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""Promotion by alias and the real `mlflow models serve` endpoint, with models trained here.
+
+Three small models are trained and registered in a store of their own: a good one (becomes
+champion), a middling one (becomes challenger) and a poor one (below promote.min_accuracy,
+no alias). The endpoint is then started on @champion after a forced promotion.
+"""
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pipeline.preprocess import IMAGES_MAGIC, read_idx
+
+from conftest import run_stage, stage_env, write_params
+
+MODELS = [  # (training images, epochs): from good to poor
+    (2000, 3),
+    (1000, 2),
+    (200, 1),
+]
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, mirror) -> Path:
+    """A work folder with MNIST fetched, and a store holding the three registered models."""
+    work = tmp_path_factory.mktemp("serving")
+    store = f"sqlite:///{work / 'mlflow.db'}"
+    for subset, epochs in MODELS:
+        write_params(
+            work,
+            preprocess={"val_size": 500, "train_subset": subset},
+            train={"epochs": epochs},
+            promote={"min_accuracy": 0.5},
+        )
+        for stage in ("fetch", "preprocess", "train", "evaluate", "register"):
+            result = run_stage(
+                f"pipeline.{stage}", work, MNIST_MIRROR=str(mirror), MLFLOW_TRACKING_URI=store
+            )
+            assert result.returncode == 0, result.stderr
+    return work
+
+
+@pytest.fixture(scope="module")
+def client(work) -> mlflow.MlflowClient:
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    return mlflow.MlflowClient()
+
+
+def champion_version(client, alias: str) -> str:
+    return str(client.get_model_version_by_alias("mnist-cnn", alias).version)
+
+
+def accuracy(client, version: str) -> float:
+    return float(client.get_model_version("mnist-cnn", version).tags["test_accuracy"])
+
+
+def promote(work: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.promote", *args],
+        cwd=work,
+        env=stage_env(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}"),
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_first_good_model_is_champion_later_ones_wait(client):
+    assert accuracy(client, "1") > accuracy(client, "2") >= 0.5 > accuracy(client, "3")
+    assert champion_version(client, "champion") == "1"
+    assert champion_version(client, "challenger") == "2"
+    assert client.get_model_version("mnist-cnn", "3").aliases == []
+
+
+def test_promote_lists_versions(work, client):
+    result = promote(work)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["version", "test", "acc"]
+    v1 = next(line for line in lines if line.split()[0] == "1")
+    assert f"{accuracy(client, '1'):.4f}" in v1 and "champion" in v1
+    assert client.get_model_version("mnist-cnn", "1").run_id in v1
+
+
+def test_a_worse_model_is_refused(work, client):
+    result = promote(work, "3")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: refusing to promote version 3 (test accuracy {accuracy(client, '3')}) over "
+        f"champion version 1 (test accuracy {accuracy(client, '1')}); add --force to promote it anyway"
+    )
+    assert champion_version(client, "champion") == "1"
+
+
+def test_promote_an_unknown_version(work):
+    result = promote(work, "42")
+    assert result.returncode == 1 and result.stderr.strip() == "error: mnist-cnn has no version 42"
+
+
+def test_force_promotes_it(work, client):
+    result = promote(work, "3", "--force")
+    assert result.returncode == 0, result.stderr
+    assert champion_version(client, "champion") == "3"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def endpoint(work, client):
+    """`python -m serving` on @champion (version 3 after the forced promotion)."""
+    assert champion_version(client, "champion") == "3"
+    port = free_port()
+    log = open(work / "serving.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--port", str(port)],
+        cwd=work,
+        env=stage_env(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # so that the whole process group can be stopped
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while (
+        f"serving models:/mnist-cnn@champion at {url}/invocations"
+        not in (work / "serving.log").read_text()
+    ):
+        assert process.poll() is None, (work / "serving.log").read_text()
+        assert time.monotonic() < deadline, "the endpoint did not start"
+        time.sleep(0.5)
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+    log.close()
+
+
+def post(url: str, body: bytes | str) -> tuple[int, dict]:
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(
+        f"{url}/invocations", data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def split(*images: str) -> str:
+    return json.dumps({"dataframe_split": {"columns": ["image"], "data": [[i] for i in images]}})
+
+
+@pytest.fixture(scope="module")
+def test_digits(mirror) -> np.ndarray:
+    return read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))[:20]
+
+
+@pytest.fixture(scope="module")
+def in_process(client):
+    """The champion loaded in this process: the endpoint must answer the same."""
+    return mlflow.pyfunc.load_model("models:/mnist-cnn/3")
+
+
+def test_endpoint_serves_the_promoted_version(endpoint, in_process, test_digits):
+    status, body = post(endpoint, split(b64(png(test_digits[0]))))
+    assert status == 200
+    [served] = body["predictions"]
+    [local] = in_process.predict(pd.DataFrame({"image": [b64(png(test_digits[0]))]})).to_dict(
+        "records"
+    )
+    assert served["boxes"][0]["probabilities"] == local["boxes"][0]["probabilities"]
+
+
+def test_one_image(endpoint, test_digits):
+    status, body = post(endpoint, split(b64(png(test_digits[0]))))
+    assert status == 200
+    [result] = body["predictions"]
+    [found] = result["boxes"]
+    assert result["digits"] == str(found["digit"])
+    assert {"x", "y", "width", "height", "digit", "confidence", "probabilities"} == set(found)
+    assert len(found["probabilities"]) == 10 and found["confidence"] == max(found["probabilities"])
+    assert (found["x"], found["y"], found["width"], found["height"]) == (6, 7, 16, 20)
+
+
+def test_a_batch_in_each_input_format(endpoint, in_process, test_digits):
+    images = [b64(png(d)) for d in test_digits[:8]]
+    expected = list(in_process.predict(pd.DataFrame({"image": images}))["digits"])
+    bodies = [
+        split(*images),
+        json.dumps({"dataframe_records": [{"image": i} for i in images]}),
+        json.dumps({"inputs": {"image": images}}),
+    ]
+    for body in bodies:
+        status, answer = post(endpoint, body)
+        assert status == 200, answer
+        assert [p["digits"] for p in answer["predictions"]] == expected
+
+
+def test_a_picture_of_several_digits(endpoint, in_process, test_digits):
+    canvas = np.full((100, 300), 255, dtype=np.uint8)
+    for left, digit in zip((10, 100, 230), test_digits[:3], strict=True):
+        canvas[30:58, left : left + 28] = 255 - digit  # dark ink on white, uneven spacing
+    status, body = post(endpoint, split(b64(png(canvas))))
+    assert status == 200
+    [result] = body["predictions"]
+    assert [b["x"] for b in result["boxes"]] == sorted(b["x"] for b in result["boxes"])
+    assert len(result["boxes"]) == 3 and len(result["digits"]) == 3
+    singles = in_process.predict(pd.DataFrame({"image": [b64(png(d)) for d in test_digits[:3]]}))
+    assert result["digits"] == "".join(singles["digits"])
+
+
+def test_a_blank_picture_reads_nothing(endpoint):
+    status, body = post(endpoint, split(b64(png(np.full((200, 400), 255, dtype=np.uint8)))))
+    assert status == 200 and body["predictions"] == [{"digits": "", "boxes": []}]
+
+
+def big_png() -> bytes:
+    return png(np.full((3500, 4000), 255, dtype=np.uint8))  # 14 megapixels, a small file
+
+
+BAD_REQUESTS = [
+    ("{not json", None),
+    (
+        json.dumps({"dataframe_split": {"columns": ["picture"], "data": [["abc"]]}}),
+        "missing column 'image' (base64-encoded PNG or JPEG pictures)",
+    ),
+    (split("this is not base64!"), "image 0: not valid base64"),
+    (split(b64(b"GIF89a but not really")), "image 0: not a readable PNG or JPEG image"),
+    (split(b64(b"x" * 4_100_000)), "image 0: larger than the limit of 4000000 bytes"),
+    (split("PIXELS"), "image 0: 4000x3500 pixels is larger than the limit of 12000000 pixels"),
+    (
+        json.dumps({"dataframe_split": {"columns": ["image"], "data": []}}),
+        "empty batch: send at least one image",
+    ),
+    (json.dumps({"inputs": {"image": []}}), "empty batch: send at least one image"),
+]
+
+
+@pytest.mark.parametrize("body, message", BAD_REQUESTS)
+def test_bad_requests_get_a_short_4xx_and_the_server_keeps_serving(
+    endpoint, test_digits, body, message
+):
+    if body == split("PIXELS"):
+        body = split(b64(big_png()))
+    status, answer = post(endpoint, body)
+    assert 400 <= status < 500
+    if message:
+        assert answer["message"] == message
+    assert "Traceback" not in json.dumps(answer) and "stack_trace" not in answer
+    assert len(json.dumps(answer)) < 500  # never the payload echoed back
+    status, _ = post(endpoint, split(b64(png(test_digits[0]))))
+    assert status == 200
+
+
+def test_the_command_line_client(endpoint, work, test_digits):
+    (work / "seven.png").write_bytes(png(test_digits[0]))
+    (work / "blank.png").write_bytes(png(np.zeros((28, 28), dtype=np.uint8)))
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.client", "seven.png", "blank.png", "--url", endpoint],
+        cwd=work, env=stage_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    seven, blank = result.stdout.splitlines()
+    assert seven.startswith("seven.png: ") and "(" in seven
+    assert blank == "blank.png: no digits found"
+
+
+def test_the_client_names_a_missing_endpoint(work, test_digits):
+    (work / "seven.png").write_bytes(png(test_digits[0]))
+    url = f"http://127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.client", "seven.png", "--url", url],
+        cwd=work, env=stage_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: no endpoint answers at {url} (")
+    assert result.stderr.strip().endswith("start one with `python -m serving`")
