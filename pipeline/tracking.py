@@ -25,3 +25,28 @@ def use_store(experiment: str | None = None) -> None:
         mlflow.create_experiment(experiment, artifact_location=(ROOT / "mlruns").as_uri())
     if experiment:
         mlflow.set_experiment(experiment)
+
+
+def describe_model(uri: str) -> str:
+    """'mnist-cnn@champion (version 3)' for a registry URI that names a version.
+
+    Raises LookupError with the command that fixes it when the URI names nothing.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if not uri.startswith("models:/"):
+        return uri
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    client = mlflow.MlflowClient()
+    try:
+        if alias:
+            version = client.get_model_version_by_alias(name, alias).version
+            return f"{name}@{alias} (version {version})"
+        name, _, version = name.partition("/")
+        client.get_model_version(name, version)
+        return f"{name} version {version}"
+    except MlflowException:
+        raise LookupError(
+            f"{uri} does not exist in {tracking_uri()}: run `make run` to train and register "
+            "a model, or `python -m pipeline.promote VERSION` to choose one"
+        ) from None

@@ -33,28 +33,6 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 180) 
     raise SystemExit(f"error: the endpoint did not answer {url}/ping within {timeout:.0f} s")
 
 
-def check_model_uri(uri: str) -> None:
-    """Fail early, with the command that fixes it, when a registry URI names nothing."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    if not uri.startswith("models:/"):
-        return
-    name, _, ref = uri.removeprefix("models:/").partition("@")
-    client = mlflow.MlflowClient()
-    try:
-        if ref:
-            client.get_model_version_by_alias(name, ref)
-        else:
-            name, _, version = name.partition("/")
-            client.get_model_version(name, version)
-    except MlflowException:
-        raise SystemExit(
-            f"error: {uri} does not exist in {mlflow.get_tracking_uri()}: run `make run` to "
-            "train and register a model, or `python -m pipeline.promote VERSION` to choose one"
-        ) from None
-
-
 def main() -> None:
     name = load_params()["mlflow"]["model_name"]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,7 +44,10 @@ def main() -> None:
     from pipeline import tracking
 
     tracking.use_store()
-    check_model_uri(args.model_uri)
+    try:
+        tracking.describe_model(args.model_uri)  # fail here, clearly, not inside MLflow
+    except LookupError as error:
+        raise SystemExit(f"error: {error}") from None
     bin_dir = Path(sys.executable).parent  # uvicorn must be on PATH for mlflow
     env = dict(
         os.environ,

@@ -1,6 +1,11 @@
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +54,61 @@ def write_params(directory: Path, **overrides: dict) -> dict:
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     return mnist_mirror()
+
+
+# Three small models, good to poor, as (training images, epochs).
+MODELS = [(5000, 3), (1000, 2), (200, 1)]
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory, mirror) -> Path:
+    """A work folder with MNIST fetched, whose store (mlflow.db) holds the three models:
+    version 1 becomes champion, 2 challenger, 3 gets no alias (promote.min_accuracy 0.5)."""
+    work = tmp_path_factory.mktemp("work")
+    store = f"sqlite:///{work / 'mlflow.db'}"
+    for subset, epochs in MODELS:
+        write_params(
+            work,
+            preprocess={"val_size": 500, "train_subset": subset},
+            train={"epochs": epochs},
+            promote={"min_accuracy": 0.5},
+        )
+        for stage in ("fetch", "preprocess", "train", "evaluate", "register"):
+            result = run_stage(
+                f"pipeline.{stage}", work, MNIST_MIRROR=str(mirror), MLFLOW_TRACKING_URI=store
+            )
+            assert result.returncode == 0, result.stderr
+    return work
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(work: Path, *args: str) -> Iterator[str]:
+    """`python -m serving` on a free loopback port, with the work folder's store."""
+    port = free_port()
+    log_path = work / f"serving-{port}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving", "--port", str(port), *args],
+            cwd=work,
+            env=stage_env(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so that the whole process group can be stopped
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while f"at {url}/invocations" not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the endpoint did not start"
+            time.sleep(0.5)
+        try:
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)

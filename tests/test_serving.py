@@ -1,19 +1,15 @@
 """Promotion by alias and the real `mlflow models serve` endpoint, with models trained here.
 
-Three small models are trained and registered in a store of their own: a good one (becomes
-champion), a middling one (becomes challenger) and a poor one (below promote.min_accuracy,
-no alias). The endpoint is then started on @champion after a forced promotion.
+The store of the `work` fixture holds three small models: a good one (champion), a
+middling one (challenger) and a poor one (below promote.min_accuracy, no alias). The
+endpoint is started on @champion after the poor one is promoted by force.
 """
 
 import base64
 import io
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,13 +22,7 @@ from PIL import Image
 
 from pipeline.preprocess import IMAGES_MAGIC, read_idx
 
-from conftest import run_stage, stage_env, write_params
-
-MODELS = [  # (training images, epochs): from good to poor
-    (2000, 3),
-    (1000, 2),
-    (200, 1),
-]
+from conftest import free_port, serve, stage_env
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -43,26 +33,6 @@ def png(pixels: np.ndarray) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory, mirror) -> Path:
-    """A work folder with MNIST fetched, and a store holding the three registered models."""
-    work = tmp_path_factory.mktemp("serving")
-    store = f"sqlite:///{work / 'mlflow.db'}"
-    for subset, epochs in MODELS:
-        write_params(
-            work,
-            preprocess={"val_size": 500, "train_subset": subset},
-            train={"epochs": epochs},
-            promote={"min_accuracy": 0.5},
-        )
-        for stage in ("fetch", "preprocess", "train", "evaluate", "register"):
-            result = run_stage(
-                f"pipeline.{stage}", work, MNIST_MIRROR=str(mirror), MLFLOW_TRACKING_URI=store
-            )
-            assert result.returncode == 0, result.stderr
-    return work
 
 
 @pytest.fixture(scope="module")
@@ -127,39 +97,12 @@ def test_force_promotes_it(work, client):
     assert champion_version(client, "champion") == "3"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def endpoint(work, client):
     """`python -m serving` on @champion (version 3 after the forced promotion)."""
     assert champion_version(client, "champion") == "3"
-    port = free_port()
-    log = open(work / "serving.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--port", str(port)],
-        cwd=work,
-        env=stage_env(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # so that the whole process group can be stopped
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while (
-        f"serving models:/mnist-cnn@champion at {url}/invocations"
-        not in (work / "serving.log").read_text()
-    ):
-        assert process.poll() is None, (work / "serving.log").read_text()
-        assert time.monotonic() < deadline, "the endpoint did not start"
-        time.sleep(0.5)
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
-    log.close()
+    with serve(work) as url:
+        yield url
 
 
 def post(url: str, body: bytes | str) -> tuple[int, dict]:
@@ -295,7 +238,7 @@ def test_the_command_line_client(endpoint, work, test_digits):
 
 def test_the_client_names_a_missing_endpoint(work, test_digits):
     (work / "seven.png").write_bytes(png(test_digits[0]))
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     result = subprocess.run(
         [sys.executable, "-m", "serving.client", "seven.png", "--url", url],
         cwd=work, env=stage_env(), capture_output=True, text=True,

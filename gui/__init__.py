@@ -1,0 +1,1 @@
+"""The drawing app: write a number by hand, read it back."""

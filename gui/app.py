@@ -1,0 +1,245 @@
+"""The drawing window: a canvas to write digits on, and what the model reads in them.
+
+Each stroke is drawn on the Tk canvas and, at the same time, into an off-screen Pillow
+image; that image is what the model reads (the app never grabs the screen).
+"""
+
+import io
+import queue
+import threading
+import tkinter as tk
+from dataclasses import dataclass, field
+from pathlib import Path
+from tkinter import filedialog
+
+from PIL import Image, ImageDraw
+
+WIDTH, HEIGHT = 800, 300
+UNSURE = 0.8  # a digit read with less confidence than this is marked unsure
+AUTO_DELAY_MS = 600  # recognise this long after the pen lifts
+
+
+@dataclass
+class Stroke:
+    width: int
+    points: list[tuple[int, int]] = field(default_factory=list)
+    items: list[int] = field(default_factory=list)  # canvas items drawn for it
+
+
+class App:
+    def __init__(self, root: tk.Tk, reader):
+        self.root, self.reader = root, reader
+        self.ready = False
+        self.strokes: list[Stroke] = []
+        self.background = Image.new("L", (WIDTH, HEIGHT), 255)  # white, or an opened picture
+        self.image = self.background.copy()  # background plus strokes: what the model reads
+        self.photo = None  # keeps the opened picture's Tk image alive
+        self.auto_job = None
+        self.messages: queue.Queue = queue.Queue()
+        self._build()
+        self.set_status("loading model …")
+        threading.Thread(target=self._load, daemon=True).start()
+        self.root.after(100, self._poll)
+
+    def _build(self) -> None:
+        root = self.root
+        root.title("Handwritten digits")
+        self.canvas = tk.Canvas(
+            root, width=WIDTH, height=HEIGHT, bg="white", highlightthickness=0, cursor="pencil"
+        )
+        self.canvas.pack(padx=8, pady=8)
+        self.number = tk.Label(root, text="", font=("Helvetica", 40, "bold"))
+        self.number.pack()
+        bar = tk.Frame(root)
+        bar.pack(fill="x", padx=8)
+        for text, command in [
+            ("Recognise", self.recognise),
+            ("Undo", self.undo),
+            ("Clear", self.clear),
+            ("Open…", self.open_image),
+            ("Save…", self.save_image),
+        ]:
+            tk.Button(bar, text=text, command=command).pack(side="left", padx=2)
+        self.auto = tk.BooleanVar(value=True)
+        tk.Checkbutton(bar, text="recognise when the pen lifts", variable=self.auto).pack(
+            side="left", padx=8
+        )
+        self.pen = tk.IntVar(value=14)
+        tk.Scale(
+            bar,
+            from_=4,
+            to=40,
+            orient="horizontal",
+            label="pen width",
+            variable=self.pen,
+            length=140,
+        ).pack(side="right")
+        self.status = tk.Label(root, anchor="w", fg="gray25")
+        self.status.pack(fill="x", padx=8, pady=(0, 6))
+
+        self.canvas.bind("<ButtonPress-1>", self.pen_down)
+        self.canvas.bind("<B1-Motion>", self.pen_move)
+        self.canvas.bind("<ButtonRelease-1>", self.pen_up)
+        root.bind("<Return>", lambda _: self.recognise())
+        root.bind("<Escape>", lambda _: self.clear())
+        root.bind("<Delete>", lambda _: self.clear())
+        root.bind("<Control-z>", lambda _: self.undo())
+
+    # The model loads in a thread; Tk is only touched from the main loop.
+    def _load(self) -> None:
+        try:
+            self.messages.put(("ready", self.reader.load()))
+        except LookupError as error:
+            self.messages.put(("error", str(error)))
+        except Exception as error:  # noqa: BLE001 - the window must stay up and say why
+            self.messages.put(("error", f"cannot load the model: {error}"))
+
+    def _poll(self) -> None:
+        while not self.messages.empty():
+            kind, text = self.messages.get()
+            self.ready = kind == "ready"
+            self.set_status(text, error=not self.ready)
+        self.root.after(100, self._poll)
+
+    def set_status(self, text: str, error: bool = False) -> None:
+        self.status.config(text=text, fg="firebrick" if error else "gray25")
+
+    # Drawing
+    def pen_down(self, event) -> None:
+        self._cancel_auto()
+        self.stroke = Stroke(self.pen.get(), [(event.x, event.y)])
+        self._draw_segment(event.x, event.y, event.x, event.y)
+
+    def pen_move(self, event) -> None:
+        (x0, y0) = self.stroke.points[-1]
+        self.stroke.points.append((event.x, event.y))
+        self._draw_segment(x0, y0, event.x, event.y)
+
+    def pen_up(self, _event) -> None:
+        self.strokes.append(self.stroke)
+        if self.auto.get():
+            self.auto_job = self.root.after(AUTO_DELAY_MS, self.recognise)
+
+    def _draw_segment(self, x0: int, y0: int, x1: int, y1: int) -> None:
+        width = self.stroke.width
+        item = self.canvas.create_line(
+            x0, y0, x1, y1, width=width, capstyle="round", fill="black", tags="ink"
+        )
+        self.stroke.items.append(item)
+        _draw_on(ImageDraw.Draw(self.image), (x0, y0, x1, y1), width)
+
+    def undo(self) -> None:
+        if not self.strokes:
+            return
+        for item in self.strokes.pop().items:
+            self.canvas.delete(item)
+        self.image = self.background.copy()
+        draw = ImageDraw.Draw(self.image)
+        for stroke in self.strokes:
+            for start, end in zip(stroke.points, stroke.points[1:] or stroke.points, strict=False):
+                _draw_on(draw, (*start, *end), stroke.width)
+        self._clear_result()
+
+    def clear(self) -> None:
+        self._cancel_auto()
+        self.strokes.clear()
+        self.canvas.delete("all")
+        self.background = Image.new("L", (WIDTH, HEIGHT), 255)
+        self.image = self.background.copy()
+        self.photo = None
+        self._clear_result()
+
+    # Reading
+    def recognise(self) -> None:
+        self._cancel_auto()
+        self._clear_result()
+        if not self.ready:
+            self.number.config(text="")
+            return  # the status line says why (loading, or what to fix)
+        if not self.strokes and self.photo is None:
+            self.number.config(text="draw a digit", fg="gray40")
+            return
+        buffer = io.BytesIO()
+        self.image.save(buffer, "PNG")
+        try:
+            result = self.reader.read(buffer.getvalue())
+        except Exception as error:  # noqa: BLE001 - an endpoint may fail; say so, keep going
+            self.set_status(str(error), error=True)
+            return
+        self.show(result)
+
+    def show(self, result: dict) -> None:
+        if not result["digits"]:
+            self.number.config(text="draw a digit", fg="gray40")
+            return
+        unsure = 0
+        for box in result["boxes"]:
+            sure = box["confidence"] >= UNSURE
+            unsure += not sure
+            color = "forest green" if sure else "dark orange"
+            x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+            self.canvas.create_rectangle(
+                x - 4, y - 4, x + w + 4, y + h + 4, outline=color, width=2, tags=("result", "box")
+            )
+            label = f"{box['digit']}{'' if sure else '?'} {box['confidence']:.0%}"
+            self.canvas.create_text(
+                x - 4,
+                y - 6,
+                text=label,
+                anchor="sw",
+                fill=color,
+                font=("Helvetica", 12, "bold"),
+                tags=("result", "label"),
+            )
+        self.number.config(text=result["digits"], fg="dark orange" if unsure else "black")
+        if unsure:
+            self.number.config(text=f"{result['digits']}  ({unsure} unsure)")
+
+    def _clear_result(self) -> None:
+        self.canvas.delete("result")
+        self.number.config(text="", fg="black")
+
+    def _cancel_auto(self) -> None:
+        if self.auto_job:
+            self.root.after_cancel(self.auto_job)
+            self.auto_job = None
+
+    # Files
+    def open_image(self, path: str | None = None) -> None:
+        path = path or filedialog.askopenfilename(
+            filetypes=[("Pictures", "*.png *.jpg *.jpeg"), ("All files", "*")]
+        )
+        if not path:
+            return
+        try:
+            picture = Image.open(path).convert("L")
+        except OSError as error:
+            self.set_status(f"cannot open {path}: {error}", error=True)
+            return
+        self.clear()
+        picture.thumbnail((WIDTH, HEIGHT))  # fit the canvas, keeping the aspect ratio
+        corner = ((WIDTH - picture.width) // 2, (HEIGHT - picture.height) // 2)
+        self.background.paste(picture, corner)
+        self.image = self.background.copy()
+        buffer = io.BytesIO()
+        self.background.save(buffer, "PNG")
+        self.photo = tk.PhotoImage(data=buffer.getvalue())
+        self.canvas.create_image(0, 0, image=self.photo, anchor="nw", tags="picture")
+        self.recognise()
+
+    def save_image(self, path: str | None = None) -> None:
+        path = path or filedialog.asksaveasfilename(
+            defaultextension=".png", filetypes=[("PNG", "*.png")]
+        )
+        if path:
+            self.image.save(Path(path), "PNG")
+            self.set_status(f"saved {path}")
+
+
+def _draw_on(draw: ImageDraw.ImageDraw, segment: tuple[int, int, int, int], width: int) -> None:
+    """A segment with round ends, as the Tk canvas draws it."""
+    x0, y0, x1, y1 = segment
+    draw.line(segment, fill=0, width=width)
+    r = width / 2
+    for x, y in ((x0, y0), (x1, y1)):
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
