@@ -74,13 +74,29 @@ def free_port() -> int:
 def serve(model_uri: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.tracking_uri(),
-               PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")  # fmt: skip
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=tracking.tracking_uri(),
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    )
     process = subprocess.Popen(
-        [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(bin_dir / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
@@ -155,8 +171,11 @@ def main() -> None:
         from pipeline.train import MODEL_PATH
 
         path = f"{tmp}/keras"
-        mlflow.keras.save_model(keras.models.load_model(ROOT / MODEL_PATH), path,
-                                pip_requirements=["tensorflow", "keras"])  # fmt: skip
+        mlflow.keras.save_model(
+            keras.models.load_model(ROOT / MODEL_PATH),
+            path,
+            pip_requirements=["tensorflow", "keras"],
+        )
         process, port = serve(path)
         try:
             post = poster(port)

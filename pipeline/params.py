@@ -29,6 +29,7 @@ def int_from(low: int, high: int | None = None) -> Rule:
     return Rule(allowed, lambda v: _is_int(v) and v >= low and (high is None or v <= high))
 
 
+BOOLEAN = Rule("true or false", lambda v: isinstance(v, bool))
 FRACTION = Rule("a number from 0 to 1", lambda v: _is_number(v) and 0 <= v <= 1)
 POSITIVE_NUMBER = Rule("a number > 0", lambda v: _is_number(v) and v > 0)
 NAME = Rule("a non-empty string", lambda v: isinstance(v, str) and v.strip() != "")
@@ -52,6 +53,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "batch_size": int_from(1),
         "learning_rate": POSITIVE_NUMBER,
         "patience": int_from(1),
+        "mixed_precision": BOOLEAN,
         "seed": int_from(0),
     },
     "mlflow": {"experiment": NAME, "model_name": NAME},

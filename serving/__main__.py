@@ -55,9 +55,18 @@ def main() -> None:
         PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     command = [
-        str(bin_dir / "mlflow"), "models", "serve", "--model-uri", args.model_uri,
-        "--env-manager", "local", "--host", args.host, "--port", str(args.port),
-    ]  # fmt: skip
+        str(bin_dir / "mlflow"),
+        "models",
+        "serve",
+        "--model-uri",
+        args.model_uri,
+        "--env-manager",
+        "local",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     # Stop the server with us, on Ctrl+C as on `kill`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     process = subprocess.Popen(command, env=env)

@@ -151,6 +151,18 @@ def test_clear_empties_the_canvas(window):
     assert window.number() == "draw a digit"
 
 
+def test_a_digit_read_with_low_confidence_is_marked_unsure(window):
+    # What the model answers when it hesitates: shown in orange, with a question mark.
+    sure = {"x": 100, "y": 60, "width": 20, "height": 180, "digit": 1, "confidence": 0.99}
+    unsure = {"x": 300, "y": 60, "width": 110, "height": 180, "digit": 7, "confidence": 0.55}
+    window.app.show({"digits": "17", "boxes": [sure, unsure]})
+    assert window.number() == "17  (1 unsure)"
+    labels = [
+        window.app.canvas.itemcget(i, "text") for i in window.app.canvas.find_withtag("label")
+    ]
+    assert labels == ["1 99%", "7? 55%"]
+
+
 def test_save_and_open_a_picture(window, tmp_path):
     window.draw("70")
     window.app.save_image(str(tmp_path / "drawing.png"))
@@ -163,6 +175,7 @@ def test_a_missing_model_keeps_the_window_open_and_says_what_to_do(display, work
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
     window = Window(LocalModel("models:/mnist-cnn@nobody"))
     try:
+        assert window.app.status["text"] == "loading model …"  # the window is up at once
         window.wait(lambda: "does not exist" in window.app.status["text"])
         assert "run `make run` to train and register a model" in window.app.status["text"]
         window.draw("1")

@@ -228,8 +228,11 @@ def test_the_command_line_client(endpoint, work, test_digits):
     (work / "blank.png").write_bytes(png(np.zeros((28, 28), dtype=np.uint8)))
     result = subprocess.run(
         [sys.executable, "-m", "serving.client", "seven.png", "blank.png", "--url", endpoint],
-        cwd=work, env=stage_env(), capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=work,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     seven, blank = result.stdout.splitlines()
     assert seven.startswith("seven.png: ") and "(" in seven
@@ -241,8 +244,11 @@ def test_the_client_names_a_missing_endpoint(work, test_digits):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     result = subprocess.run(
         [sys.executable, "-m", "serving.client", "seven.png", "--url", url],
-        cwd=work, env=stage_env(), capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=work,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: no endpoint answers at {url} (")
     assert result.stderr.strip().endswith("start one with `python -m serving`")
