@@ -7,11 +7,10 @@ challengers with `python -m pipeline.promote`.
 
 This stage declares no outputs, so DVC never restores it from its run cache: it runs
 whenever the model or its metrics change, including when DVC restored the train stage
-from its cache without training. It is idempotent: a model version is identified by
-the md5 of models/model.keras (the hash in dvc.lock) and the md5 of the serving code
-packaged with it, and a model already registered
-is left alone. When the training run is not in this store (the model was trained
-against another one), a new run is created for it.
+from its cache without training. It is idempotent: a version is identified by the md5
+of models/model.keras (the hash in dvc.lock) and the md5 of the serving code packaged
+with it, and a model already registered is left alone. When the training run is not in
+this store (the model was trained against another one), a new run is created for it.
 """
 
 import hashlib
