@@ -10,9 +10,7 @@ Keras-flavour model, one 28x28 digit per request. Needs a trained model (`make r
 """
 
 import argparse
-import base64
 import http.client
-import io
 import json
 import os
 import platform
@@ -31,15 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import tracking  # noqa: E402
+from pipeline.evaluate import png_base64  # noqa: E402
 from pipeline.preprocess import IMAGES_MAGIC, read_idx  # noqa: E402
 
 BATCH = 64
-
-
-def png_base64(pixels: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def five_digit_picture(digits: np.ndarray) -> np.ndarray:
@@ -72,28 +65,11 @@ def free_port() -> int:
 
 
 def serve(model_uri: str) -> tuple[subprocess.Popen, int]:
+    """`python -m serving` (that is, `mlflow models serve`) on a free port, once it answers."""
     port = free_port()
-    bin_dir = Path(sys.executable).parent
-    env = dict(
-        os.environ,
-        MLFLOW_TRACKING_URI=tracking.tracking_uri(),
-        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-    )
     process = subprocess.Popen(
-        [
-            str(bin_dir / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
+        [sys.executable, "-m", "serving", "--model-uri", model_uri, "--port", str(port)],
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
