@@ -154,7 +154,6 @@ class App:
         self._cancel_auto()
         self._clear_result()
         if not self.ready:
-            self.number.config(text="")
             return  # the status line says why (loading, or what to fix)
         if not self.strokes and self.photo is None:
             self.number.config(text="draw a digit", fg="gray40")

@@ -61,8 +61,9 @@ def fit(train, val, p: dict, callbacks: list) -> tuple:
 
     from pipeline.model import build_model
 
-    # Mixed precision computes in bfloat16 and keeps float32 weights: measured 2x faster
-    # on this project's CPU (docs/benchmarks.md); turn it off where bfloat16 is emulated.
+    # Mixed precision computes in bfloat16 and keeps float32 weights: up to 2x faster on
+    # CPUs with native bfloat16, slower where it is emulated, so off by default
+    # (docs/benchmarks.md).
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if p["mixed_precision"] else "float32")
     keras.utils.set_random_seed(p["seed"])
     steps = -(-len(train["y"]) // p["batch_size"]) * p["epochs"]
