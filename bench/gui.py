@@ -2,7 +2,8 @@
 
     python bench/gui.py [--model-uri models:/mnist-cnn@champion] [--repeat 50]
 
-Draws 1, 3 and 10 digits on the canvas (through the app's own pen handlers), then times
+Draws 1, 3 and 10 digits as pen strokes on the canvas (through the app's own pen
+handlers) and prints what the app read, then times
 `recognise()` plus the redraw of the window, with the registered model in process.
 Starts its own Xvfb when there is no DISPLAY. Needs a trained model (`make run`).
 """
@@ -20,8 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# A zigzag per digit: the model reads something; only the number of digits matters here.
-ZIGZAG = [(0.0, 0.0), (1.0, 0.0), (0.0, 0.5), (1.0, 0.5), (0.0, 1.0), (1.0, 1.0)]
+from pipeline.numbers import PEN_DIGITS  # noqa: E402
+
+NUMBER = "2739150486"  # what is drawn: its first 1, 3 or 10 digits, as pen strokes
 
 
 def ensure_display() -> subprocess.Popen | None:
@@ -37,16 +39,21 @@ def ensure_display() -> subprocess.Popen | None:
     return xvfb
 
 
-def draw(app, count: int) -> None:
+def draw(app, count: int) -> str:
+    """The first `count` digits of NUMBER across the canvas; returns what was drawn."""
     app.clear()
-    width = 780 // count
-    for index in range(count):
-        left = 10 + index * width
-        points = [(left + x * width * 0.6, 70 + y * 160) for x, y in ZIGZAG]
-        app.pen_down(SimpleNamespace(x=points[0][0], y=points[0][1]))
-        for x, y in points[1:]:
-            app.pen_move(SimpleNamespace(x=x, y=y))
-        app.pen_up(None)
+    step = 780 // count
+    height = min(160, int(step * 1.2))
+    for index, digit in enumerate(NUMBER[:count]):
+        left = 10 + index * step
+        width = 0.15 * height if digit == "1" else 0.6 * height
+        for stroke in PEN_DIGITS[digit][0]:
+            points = [(left + x * width, 70 + y * height) for x, y in stroke]
+            app.pen_down(SimpleNamespace(x=points[0][0], y=points[0][1]))
+            for x, y in points[1:]:
+                app.pen_move(SimpleNamespace(x=x, y=y))
+            app.pen_up(None)
+    return NUMBER[:count]
 
 
 def main() -> None:
@@ -71,10 +78,10 @@ def main() -> None:
 
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs; {app.status['text']}")
     print(f"{args.repeat} presses each, after 3 warm-up presses\n")
-    print("| digits on the canvas | found | press to result median (ms) | p95 (ms) |")
-    print("| --- | --- | --- | --- |")
+    print("| digits on the canvas | drawn | read | press to result median (ms) | p95 (ms) |")
+    print("| --- | --- | --- | --- | --- |")
     for count in (1, 3, 10):
-        draw(app, count)
+        drawn = draw(app, count)
         root.update()
         times = []
         for attempt in range(args.repeat + 3):
@@ -83,9 +90,8 @@ def main() -> None:
             root.update_idletasks()  # the boxes and the number drawn on screen
             if attempt >= 3:
                 times.append(time.perf_counter() - started)
-        found = len(app.canvas.find_withtag("box"))
         median, p95 = np.median(times) * 1000, np.percentile(times, 95) * 1000
-        print(f"| {count} | {found} | {median:.1f} | {p95:.1f} |")
+        print(f"| {count} | {drawn} | {app.number['text']} | {median:.1f} | {p95:.1f} |")
     root.destroy()
     if xvfb:
         xvfb.terminate()

@@ -4,19 +4,27 @@ Writes reports/metrics.json (DVC metrics), reports/confusion.csv (a DVC plot) an
 PNGs of the confusion matrix and of misclassified digits. The test accuracy is measured
 twice: on the Keras network, and through the model that clients get (each test digit
 sent as a PNG picture), so that the normalisation cannot cost accuracy unnoticed.
+The packaged model also reads a fixed part of the written-numbers benchmark
+(pipeline/numbers.py): the share of whole numbers read exactly right, per set.
 """
 
 import base64
+import contextlib
 import io
 import json
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.numbers import make_sets, score
 from pipeline.params import load_params
 
 MODEL_PATH = Path("models/model.keras")
+# The fixed part of the numbers benchmark every version is measured on.
+NUMBERS_SEED, NUMBERS_PER_SET = 0, 100
+NUMBERS_SETS = ("canvases", "drawn", "hard")
 TEST_PATH = Path("data/prepared/test.npz")
 REPORTS_DIR = Path("reports")
 
@@ -47,8 +55,9 @@ def png_base64(pixels: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def picture_accuracy(x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of the packaged pictures-to-digits model on the test digits as PNGs."""
+@contextlib.contextmanager
+def packaged_model(keras_path: Path = MODEL_PATH) -> Iterator[Callable[[list[str]], list[str]]]:
+    """The pictures-to-digits model as clients get it: base64 pictures in, digits out."""
     import mlflow
     import pandas as pd
 
@@ -56,13 +65,33 @@ def picture_accuracy(x: np.ndarray, y: np.ndarray) -> float:
     from serving.package import model_arguments
 
     with tempfile.TemporaryDirectory() as tmp:
-        mlflow.pyfunc.save_model(f"{tmp}/model", **model_arguments(MODEL_PATH))
+        mlflow.pyfunc.save_model(f"{tmp}/model", **model_arguments(keras_path))
         model = mlflow.pyfunc.load_model(f"{tmp}/model")
-        digits = []
-        for start in range(0, len(x), MAX_BATCH):
-            pictures = [png_base64(image) for image in x[start : start + MAX_BATCH]]
-            digits += list(model.predict(pd.DataFrame({"image": pictures}))["digits"])
-    return float(np.mean([read == str(label) for read, label in zip(digits, y, strict=True)]))
+
+        def read(pictures: list[str]) -> list[str]:
+            digits = []
+            for start in range(0, len(pictures), MAX_BATCH):
+                frame = pd.DataFrame({"image": pictures[start : start + MAX_BATCH]})
+                digits += list(model.predict(frame)["digits"])
+            return digits
+
+        yield read
+
+
+def picture_accuracy(read, x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of the packaged model on the test digits, each sent as a PNG."""
+    digits = read([png_base64(image) for image in x])
+    return float(np.mean([d == str(label) for d, label in zip(digits, y, strict=True)]))
+
+
+def numbers_accuracy(read, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Share of whole written numbers read exactly right, per set of the benchmark."""
+    sets = make_sets(x[..., 0], y, NUMBERS_SEED, NUMBERS_PER_SET, names=NUMBERS_SETS)
+    accuracy = {}
+    for name, numbers in sets.items():
+        pictures = [base64.b64encode(n.png).decode("ascii") for n in numbers]
+        accuracy[name] = round(score([n.digits for n in numbers], read(pictures))["right"], 4)
+    return accuracy
 
 
 def main() -> None:
@@ -79,7 +108,9 @@ def main() -> None:
     loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0))))
     accuracy = float(np.mean(predicted == y))
     matrix, per_class = class_report(y, predicted)
-    from_pictures = picture_accuracy(x, y)
+    with packaged_model() as read:
+        from_pictures = picture_accuracy(read, x, y)
+        numbers = numbers_accuracy(read, x, y)
 
     REPORTS_DIR.mkdir(exist_ok=True)
     metrics = {
@@ -88,6 +119,7 @@ def main() -> None:
             "loss": round(loss, 4),
             "picture_accuracy": round(from_pictures, 4),
         },
+        "numbers": numbers,
         "per_class": per_class,
     }
     (REPORTS_DIR / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -98,7 +130,8 @@ def main() -> None:
     plots.misclassified(x[wrong], y[wrong], predicted[wrong], REPORTS_DIR / "misclassified.png")
     print(
         f"evaluate: test accuracy {accuracy:.4f} (as pictures: {from_pictures:.4f}), "
-        f"loss {loss:.4f}, {len(wrong)} misclassified"
+        f"loss {loss:.4f}, {len(wrong)} misclassified; whole numbers read right: "
+        + ", ".join(f"{name} {right:.2%}" for name, right in numbers.items())
     )
 
 

@@ -54,6 +54,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "learning_rate": POSITIVE_NUMBER,
         "patience": int_from(1),
         "mixed_precision": BOOLEAN,
+        "augment": BOOLEAN,
         "seed": int_from(0),
     },
     "mlflow": {"experiment": NAME, "model_name": NAME},

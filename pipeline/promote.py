@@ -72,11 +72,15 @@ def show_versions(client, name: str) -> None:
     aliases = {}  # search results leave aliases out: they come with the registered model
     for alias, version in client.get_registered_model(name).aliases.items():
         aliases.setdefault(str(version), []).append(alias)
-    print(f"{'version':>7}  {'test acc':>8}  {'created':16}  {'run id':32}  aliases")
+    # Whole written numbers read right, per set of the benchmark (evaluate stage).
+    sets = sorted({tag for v in versions for tag in v.tags if tag.startswith("numbers_")})
+    header = "".join(f"  {tag.removeprefix('numbers_'):>8}" for tag in sets)
+    print(f"{'version':>7}  {'test acc':>8}{header}  {'created':16}  {'run id':32}  aliases")
     for v in versions:
         created = datetime.fromtimestamp(v.creation_timestamp / 1000).strftime("%Y-%m-%d %H:%M")
+        numbers = "".join(f"  {float(v.tags.get(tag, 'nan')):>8.2%}" for tag in sets)
         print(
-            f"{v.version:>7}  {accuracy(v):>8.4f}  {created:16}  {v.run_id:32}  "
+            f"{v.version:>7}  {accuracy(v):>8.4f}{numbers}  {created:16}  {v.run_id:32}  "
             + ", ".join(sorted(aliases.get(str(v.version), [])))
         )
 

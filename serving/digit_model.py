@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
-from serving.normalize import Digit, find_digits
+from serving.normalize import Digit, Page, best_reading, candidates
 
 MAX_IMAGE_BYTES = 4_000_000  # per picture, after base64 decoding
 MAX_IMAGE_PIXELS = 12_000_000  # per picture (for example 4000 x 3000)
@@ -104,22 +104,18 @@ class DigitReader(mlflow.pyfunc.PythonModel):
             raise BadInput("empty batch: send at least one image")
         if len(model_input) > MAX_BATCH:
             raise BadInput(f"{len(model_input)} images: at most {MAX_BATCH} per request")
-        pictures = [
-            find_digits(decode_image(text, i)) for i, text in enumerate(model_input["image"])
-        ]
-        return pd.DataFrame(self.read(pictures), columns=["digits", "boxes"])
+        pages = [candidates(decode_image(text, i)) for i, text in enumerate(model_input["image"])]
+        return pd.DataFrame(self.read(pages), columns=["digits", "boxes"])
 
-    def read(self, pictures: list[list[Digit]]) -> list[dict]:
-        """Classify the digits of all pictures in one batch."""
-        found = [digit for digits in pictures for digit in digits]
-        probabilities = np.zeros((0, 10))
-        if found:
-            batch = np.stack([d.pixels for d in found])[..., np.newaxis]
-            probabilities = self.classify(batch).numpy()
+    def read(self, pages: list[Page]) -> list[dict]:
+        """Classify the candidate digits of all pictures in one batch, then read each."""
+        batch = np.concatenate([page.pixels for page in pages])
+        probabilities = self.classify(batch).numpy() if len(batch) else np.zeros((0, 10))
         results, start = [], 0
-        for digits in pictures:
-            boxes = [box(d, p) for d, p in zip(digits, probabilities[start:], strict=False)]
-            start += len(digits)
+        for page in pages:
+            stop = start + len(page.digits)
+            boxes = [box(d, p) for d, p in best_reading(page, probabilities[start:stop])]
+            start = stop
             results.append({"digits": "".join(str(b["digit"]) for b in boxes), "boxes": boxes})
         return results
 

@@ -10,18 +10,12 @@ import pytest
 
 from gui.app import App
 from gui.readers import Endpoint, LocalModel
+from pipeline.numbers import PEN_DIGITS
 
 from conftest import free_port, serve
 
-# Digits as pen strokes in a unit box (x right, y down).
-STROKES = {
-    "1": [[(0.5, 0.0), (0.5, 1.0)]],
-    "7": [[(0.0, 0.0), (1.0, 0.0), (0.35, 1.0)]],
-    "0": [
-        [(0.5, 0.0), (0.9, 0.15), (1.0, 0.5), (0.9, 0.85), (0.5, 1.0)]
-        + [(0.1, 0.85), (0.0, 0.5), (0.1, 0.15), (0.5, 0.0)]
-    ],
-}
+# Digits as pen strokes in a unit box (x right, y down), as the numbers benchmark draws them.
+STROKES = {digit: ways[0] for digit, ways in PEN_DIGITS.items()}
 LEFT = {"1": 100, "7": 300, "0": 500}  # where each digit is drawn, in canvas pixels
 
 
@@ -78,11 +72,13 @@ class Window:
 
     def draw(self, digits: str) -> None:
         for digit in digits:
-            width = 20 if digit == "1" else 110
-            for stroke in STROKES[digit]:
-                self.stroke(
-                    [(round(LEFT[digit] + x * width), round(60 + y * 180)) for x, y in stroke]
-                )
+            self.write(digit, LEFT[digit], top=60, height=180)
+
+    def write(self, digit: str, left: int, top: int, height: int) -> None:
+        """One digit, its strokes in a box `height` tall whose top left is (left, top)."""
+        width = 0.11 * height if digit == "1" else 0.6 * height
+        for stroke in STROKES[digit]:
+            self.stroke([(round(left + x * width), round(top + y * height)) for x, y in stroke])
 
     def key(self, name: str) -> None:
         self.xdotool("key", name)
@@ -121,6 +117,16 @@ def test_a_number_drawn_by_hand_is_read_with_a_box_per_digit(window):
     for (x0, y0, x1, y1), digit in zip(boxes, "170", strict=True):
         assert x0 < LEFT[digit] + 10 < x1  # the box is around the digit drawn there
         assert y0 < 60 and 240 < y1
+
+
+def test_a_small_digit_written_before_a_large_one_is_read_as_two(window):
+    window.write("2", left=100, top=150, height=90)  # both end on one writing line
+    window.write("6", left=175, top=40, height=200)
+    window.key("Return")
+    assert window.number() == "26"
+    (x0, y0, x1, _), (x2, y2, x3, _) = window.boxes()
+    assert x0 < 100 < x1 < 175 and 160 < x2 < 175 < x3  # a box around each digit drawn
+    assert y0 > y2 + 80  # the 2 half as tall as the 6
 
 
 def test_recognition_runs_by_itself_when_the_pen_lifts(window):

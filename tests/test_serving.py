@@ -70,10 +70,15 @@ def test_promote_lists_versions(work, client):
     result = promote(work)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split()[:3] == ["version", "test", "acc"]
+    assert lines[0].split()[:6] == ["version", "test", "acc", "canvases", "drawn", "hard"]
     v1 = next(line for line in lines if line.split()[0] == "1")
     assert f"{accuracy(client, '1'):.4f}" in v1 and "champion" in v1
     assert client.get_model_version("mnist-cnn", "1").run_id in v1
+    # Whole written numbers read right, per set of the benchmark, as evaluate measured them.
+    tags = client.get_model_version("mnist-cnn", "1").tags
+    assert v1.split()[2:5] == [
+        f"{float(tags[f'numbers_{s}']):.2%}" for s in ("canvases", "drawn", "hard")
+    ]
 
 
 def test_a_worse_model_is_refused(work, client):

@@ -1,0 +1,101 @@
+"""How well the registered model reads whole written numbers, set by set.
+
+    python bench/numbers.py [--model-uri models:/mnist-cnn@champion] [--count 200] [--seed 0]
+    python bench/numbers.py --keras models/model.keras    # a trained network, packaged here
+
+Builds the sets of pipeline/numbers.py from the MNIST test digits (data/prepared/test.npz,
+written by `dvc repro`) and the seed, sends every picture through the pictures-to-digits
+model as a client would, and prints per set: whole numbers right, digits right (in the
+numbers whose count of digits came out right), the kinds of miss (too few digits, too
+many, a wrong digit), and the milliseconds per number. The `evaluate` stage reports the
+first 100 numbers of seed 0 of the sets canvases, drawn and hard.
+"""
+
+import argparse
+import base64
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.numbers import make_sets, read_all, score  # noqa: E402
+
+
+def cpu_name() -> str:
+    """The CPU's model and its AVX flags, from /proc/cpuinfo."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    flags = next(
+        (line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")),
+        [],
+    )
+    return f"{model} ({' '.join(sorted(f for f in set(flags) if f.startswith('avx')))})"
+
+
+def registered_reader(model_uri: str):
+    import mlflow
+    import pandas as pd
+
+    from pipeline import tracking
+
+    tracking.use_store()
+    model = mlflow.pyfunc.load_model(model_uri)
+    return lambda pictures: list(model.predict(pd.DataFrame({"image": pictures}))["digits"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-uri", default="models:/mnist-cnn@champion")
+    parser.add_argument("--keras", type=Path, help="a .keras network to package and read with")
+    parser.add_argument("--count", type=int, default=200, help="numbers per set")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    test = np.load(ROOT / "data/prepared/test.npz")
+    sets = make_sets(test["x"][..., 0], test["y"], args.seed, args.count)
+    if args.keras:
+        from pipeline.evaluate import packaged_model
+
+        context = packaged_model(args.keras)
+        read = context.__enter__()
+        model = str(args.keras)
+    else:
+        read, model = registered_reader(args.model_uri), args.model_uri
+
+    def read_pictures(pngs: list[bytes]) -> list[str]:
+        return read([base64.b64encode(png).decode("ascii") for png in pngs])
+
+    print(f"model: {model}; {args.count} numbers per set, seed {args.seed}")
+    print(f"machine: {cpu_name()}, {platform.node()}\n")
+    columns = ["set", "whole numbers right", "digits right", "too few", "too many"]
+    columns += ["wrong digit", "ms per number"]
+    print("| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns))
+    for name, numbers in sets.items():
+        started = time.perf_counter()
+        readings = read_all(numbers, read_pictures)
+        ms = (time.perf_counter() - started) * 1000 / len(numbers)
+        s = score([n.digits for n in numbers], readings)
+        print(
+            f"| {name} | {s['right']:.1%} | {s['digits_right']:.2%} | {s['too_few']} "
+            f"| {s['too_many']} | {s['wrong_digit']} | {ms:.1f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
