@@ -13,7 +13,7 @@ small digits, specks, light ink on dark, JPEG, and grey, lined or unevenly lit p
 
 The same seed gives the same pictures. `score` compares what a reader answered with the
 truth: whole numbers right, digits right, and the kind of each miss. The `evaluate` stage
-reports a fixed part of it; `bench/numbers.py` prints the full table.
+reports a fixed part of it; `bench/reading.py` prints the full table.
 """
 
 import io

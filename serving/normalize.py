@@ -33,6 +33,7 @@ MIN_CONTRAST = 0.2  # weaker ink than this (0-1) is paper texture or noise: no d
 INK_THRESHOLD = 0.1  # of the strongest ink: MNIST's digits then span exactly 20 pixels
 SPECK_AREA = 0.02  # strokes smaller than this part of the largest stroke's area ...
 SPECK_SIZE = 0.04  # ... or than this part of the picture's shorter side are specks
+FRAGMENT = 0.15  # a stroke with less ink than this share of a neighbour a pixel away is part of it
 RULE_LENGTH = 0.8  # ink running across this share of a picture is a ruled line
 TARGET_STROKE = 2.5  # MNIST-like stroke width, in pixels of the 20-pixel box
 
@@ -40,7 +41,7 @@ MAX_PARTS = 4  # parts one digit may have: the strokes of a 4 or a 5, pieces of 
 MAX_ASPECT = 1.6  # a run of parts wider than this times its height is never one digit
 MIN_CUT_ASPECT = 1.0  # strokes wider than this times their height are tried cut apart
 MAX_CROSSINGS = 2  # ... where a column crosses the ink no more than this many times
-# The prior of one digit, in log-probability units (tuned on bench/numbers.py).
+# The prior of one digit, in log-probability units (tuned on bench/reading.py).
 WIDE_ASPECT, WIDE_COST = 1.4, 2.0  # wider than tall by more than this costs, per unit
 SMALL_HEIGHT, SMALL_COST = 0.5, 6.0  # lower than this share of the tallest costs, per unit
 OVERLAP_FREE, OVERLAP_COST = 0.3, 2.0  # parts one above the other: splitting them costs
@@ -238,14 +239,17 @@ Box = tuple[slice, slice]
 def _parts(ink: np.ndarray) -> list[tuple[Box, np.ndarray, int]]:
     """The strokes that are not specks, wide ones cut, by their centres, left to right:
     (box, mask, how many times the cut after it crosses the stroke, 0 if none)."""
-    labels, count = ndimage.label(_without_rules(ink > INK_THRESHOLD), structure=np.ones((3, 3)))
+    labels = _strokes(_without_rules(ink > INK_THRESHOLD))
+    count = int(labels.max())
     boxes = ndimage.find_objects(labels)
     areas = ndimage.sum_labels(np.ones_like(ink), labels, range(1, count + 1))
     min_size = SPECK_SIZE * min(ink.shape)
     strokes = [
         i
-        for i, (rows, cols) in enumerate(boxes)
-        if areas[i] >= SPECK_AREA * areas.max() and max(_length(rows), _length(cols)) >= min_size
+        for i, box in enumerate(boxes)
+        if box  # None: a fragment now part of another stroke
+        and areas[i] >= SPECK_AREA * areas.max()
+        and max(_length(box[0]), _length(box[1])) >= min_size
     ]
     tallest = max((_length(boxes[i][0]) for i in strokes), default=1)
     parts = []
@@ -263,6 +267,24 @@ def _parts(ink: np.ndarray) -> list[tuple[Box, np.ndarray, int]]:
             )
             parts.append((box, piece[filled[0] : filled[-1] + 1], crossed))
     return sorted(parts, key=lambda part: part[0][1].start + part[0][1].stop)
+
+
+def _strokes(ink: np.ndarray) -> np.ndarray:
+    """The connected strokes of the ink, labelled 1, 2, ...; a fragment a pixel away from
+    a much larger stroke (the faint edge of a stroke, a skip of the pen) is part of it."""
+    labels, count = ndimage.label(ink, structure=np.ones((3, 3)))
+    near, _ = ndimage.label(ndimage.binary_dilation(ink), structure=np.ones((3, 3)))
+    areas = ndimage.sum_labels(ink, labels, range(1, count + 1))
+    groups = ndimage.maximum(near, labels, range(1, count + 1))  # the group of each stroke
+    largest: dict[int, int] = {}  # group -> its largest stroke
+    for stroke, group in enumerate(groups, start=1):
+        if group not in largest or areas[stroke - 1] > areas[largest[group] - 1]:
+            largest[group] = stroke
+    relabel = np.arange(count + 1)
+    for stroke, group in enumerate(groups, start=1):
+        if areas[stroke - 1] < FRAGMENT * areas[largest[group] - 1]:
+            relabel[stroke] = largest[group]
+    return relabel[labels]
 
 
 def _without_rules(ink: np.ndarray) -> np.ndarray:
@@ -311,6 +333,7 @@ def _pieces(mask: np.ndarray) -> list[tuple[int, int, int]]:
     return [
         (a, b, int(crossings[b]) if b < width else 0)
         for a, b in zip(edges, edges[1:], strict=False)
+        if mask[:, a:b].any()  # a fragment joined to the stroke may leave empty columns
     ]
 
 

@@ -1,7 +1,10 @@
 """How well the registered model reads whole written numbers, set by set.
 
-    python bench/numbers.py [--model-uri models:/mnist-cnn@champion] [--count 200] [--seed 0]
-    python bench/numbers.py --keras models/model.keras    # a trained network, packaged here
+    python bench/reading.py [--model-uri models:/mnist-cnn@champion] [--count 200] [--seed 0]
+    python bench/reading.py --keras models/model.keras    # a trained network, packaged here
+
+(Not bench/numbers.py: a script there would hide the standard library's `numbers`
+module from NumPy in every script of this folder.)
 
 Builds the sets of pipeline/numbers.py from the MNIST test digits (data/prepared/test.npz,
 written by `dvc repro`) and the seed, sends every picture through the pictures-to-digits
