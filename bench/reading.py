@@ -16,6 +16,7 @@ first 100 numbers of seed 0 of the sets canvases, drawn and hard.
 
 import argparse
 import base64
+import contextlib
 import platform
 import sys
 import time
@@ -50,7 +51,16 @@ def cpu_name() -> str:
     return f"{model} ({' '.join(sorted(f for f in set(flags) if f.startswith('avx')))})"
 
 
-def registered_reader(model_uri: str):
+@contextlib.contextmanager
+def reader(model_uri: str, keras_path: Path | None):
+    """The registered model (or a .keras network packaged here): base64 pictures in,
+    digit strings out."""
+    if keras_path:
+        from pipeline.evaluate import packaged_model
+
+        with packaged_model(keras_path) as read:
+            yield read
+        return
     import mlflow
     import pandas as pd
 
@@ -58,7 +68,7 @@ def registered_reader(model_uri: str):
 
     tracking.use_store()
     model = mlflow.pyfunc.load_model(model_uri)
-    return lambda pictures: list(model.predict(pd.DataFrame({"image": pictures}))["digits"])
+    yield lambda pictures: list(model.predict(pd.DataFrame({"image": pictures}))["digits"])
 
 
 def main() -> None:
@@ -71,20 +81,19 @@ def main() -> None:
 
     test = np.load(ROOT / "data/prepared/test.npz")
     sets = make_sets(test["x"][..., 0], test["y"], args.seed, args.count)
-    if args.keras:
-        from pipeline.evaluate import packaged_model
+    with reader(args.model_uri, args.keras) as read:
+        model = args.keras or args.model_uri
+        print(f"model: {model}; {args.count} numbers per set, seed {args.seed}")
+        print(f"machine: {cpu_name()}, {platform.node()}\n")
+        print_table(sets, read)
 
-        context = packaged_model(args.keras)
-        read = context.__enter__()
-        model = str(args.keras)
-    else:
-        read, model = registered_reader(args.model_uri), args.model_uri
+
+def print_table(sets: dict, read) -> None:
+    """Per set: whole numbers right, digits right, the kinds of miss, time per number."""
 
     def read_pictures(pngs: list[bytes]) -> list[str]:
         return read([base64.b64encode(png).decode("ascii") for png in pngs])
 
-    print(f"model: {model}; {args.count} numbers per set, seed {args.seed}")
-    print(f"machine: {cpu_name()}, {platform.node()}\n")
     columns = ["set", "whole numbers right", "digits right", "too few", "too many"]
     columns += ["wrong digit", "ms per number"]
     print("| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns))
