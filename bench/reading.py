@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.numbers import make_sets, read_all, score  # noqa: E402
+from pipeline.numbers import make_sets, score  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -52,23 +52,21 @@ def cpu_name() -> str:
 
 
 @contextlib.contextmanager
-def reader(model_uri: str, keras_path: Path | None):
+def reading_with(model_uri: str, keras_path: Path | None):
     """The registered model (or a .keras network packaged here): base64 pictures in,
     digit strings out."""
-    if keras_path:
-        from pipeline.evaluate import packaged_model
+    from pipeline.evaluate import packaged_model, reader
 
+    if keras_path:
         with packaged_model(keras_path) as read:
             yield read
         return
     import mlflow
-    import pandas as pd
 
     from pipeline import tracking
 
     tracking.use_store()
-    model = mlflow.pyfunc.load_model(model_uri)
-    yield lambda pictures: list(model.predict(pd.DataFrame({"image": pictures}))["digits"])
+    yield reader(mlflow.pyfunc.load_model(model_uri))
 
 
 def main() -> None:
@@ -81,7 +79,7 @@ def main() -> None:
 
     test = np.load(ROOT / "data/prepared/test.npz")
     sets = make_sets(test["x"][..., 0], test["y"], args.seed, args.count)
-    with reader(args.model_uri, args.keras) as read:
+    with reading_with(args.model_uri, args.keras) as read:
         model = args.keras or args.model_uri
         print(f"model: {model}; {args.count} numbers per set, seed {args.seed}")
         print(f"machine: {cpu_name()}, {platform.node()}\n")
@@ -91,15 +89,12 @@ def main() -> None:
 def print_table(sets: dict, read) -> None:
     """Per set: whole numbers right, digits right, the kinds of miss, time per number."""
 
-    def read_pictures(pngs: list[bytes]) -> list[str]:
-        return read([base64.b64encode(png).decode("ascii") for png in pngs])
-
     columns = ["set", "whole numbers right", "digits right", "too few", "too many"]
     columns += ["wrong digit", "ms per number"]
     print("| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns))
     for name, numbers in sets.items():
         started = time.perf_counter()
-        readings = read_all(numbers, read_pictures)
+        readings = read([base64.b64encode(n.png).decode("ascii") for n in numbers])
         ms = (time.perf_counter() - started) * 1000 / len(numbers)
         s = score([n.digits for n in numbers], readings)
         print(

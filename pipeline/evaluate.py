@@ -59,23 +59,29 @@ def png_base64(pixels: np.ndarray) -> str:
 def packaged_model(keras_path: Path = MODEL_PATH) -> Iterator[Callable[[list[str]], list[str]]]:
     """The pictures-to-digits model as clients get it: base64 pictures in, digits out."""
     import mlflow
-    import pandas as pd
 
-    from serving.digit_model import MAX_BATCH
     from serving.package import model_arguments
 
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.pyfunc.save_model(f"{tmp}/model", **model_arguments(keras_path))
-        model = mlflow.pyfunc.load_model(f"{tmp}/model")
+        yield reader(mlflow.pyfunc.load_model(f"{tmp}/model"))
 
-        def read(pictures: list[str]) -> list[str]:
-            digits = []
-            for start in range(0, len(pictures), MAX_BATCH):
-                frame = pd.DataFrame({"image": pictures[start : start + MAX_BATCH]})
-                digits += list(model.predict(frame)["digits"])
-            return digits
 
-        yield read
+def reader(model) -> Callable[[list[str]], list[str]]:
+    """Reading with a loaded pictures-to-digits model: any number of base64 pictures in,
+    the digits of each out, sent in requests of at most MAX_BATCH pictures."""
+    import pandas as pd
+
+    from serving.digit_model import MAX_BATCH
+
+    def read(pictures: list[str]) -> list[str]:
+        digits = []
+        for start in range(0, len(pictures), MAX_BATCH):
+            frame = pd.DataFrame({"image": pictures[start : start + MAX_BATCH]})
+            digits += list(model.predict(frame)["digits"])
+        return digits
+
+    return read
 
 
 def picture_accuracy(read, x: np.ndarray, y: np.ndarray) -> float:

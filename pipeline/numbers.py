@@ -17,7 +17,6 @@ reports a fixed part of it; `bench/reading.py` prints the full table.
 """
 
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -325,11 +324,3 @@ def score(truths: list[str], readings: list[str]) -> dict:
         "too_many": sum(len(r) > len(t) for t, r in zip(truths, readings, strict=True)),
         "wrong_digit": sum(len(t) == len(r) and t != r for t, r in same_count),
     }
-
-
-def read_all(numbers: list[Number], read: Callable[[list[bytes]], list[str]], batch=32):
-    """What `read` (pictures in, digit strings out) answers for each number."""
-    readings = []
-    for start in range(0, len(numbers), batch):
-        readings += read([n.png for n in numbers[start : start + batch]])
-    return readings
