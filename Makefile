@@ -1,4 +1,6 @@
 # `make run` runs the pipeline, `make test` runs the tests; both set up .venv first.
+# Another interpreter: `PYTHON=python3.12 make run` (remove .venv when switching).
+PYTHON ?= python3.11
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -6,7 +8,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 .PHONY: run test lint lock
 
 $(VENV)/installed: pyproject.toml requirements.lock
-	test -x $(VENV)/bin/python || python3.11 -m venv $(VENV)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@

@@ -1,6 +1,6 @@
 """How well the registered model reads whole written numbers, set by set.
 
-    python bench/reading.py [--model-uri models:/mnist-cnn@champion] [--count 200] [--seed 0]
+    python bench/reading.py [--model-uri URI] [--count 200] [--seed 0]
     python bench/reading.py --keras models/model.keras    # a trained network, packaged here
 
 (Not bench/numbers.py: a script there would hide the standard library's `numbers`
@@ -15,7 +15,6 @@ first 100 numbers of seed 0 of the sets canvases, drawn and hard.
 """
 
 import argparse
-import base64
 import contextlib
 import platform
 import sys
@@ -28,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.numbers import make_sets, score  # noqa: E402
+from pipeline.paths import PREPARED_DIR  # noqa: E402
+from pipeline.promote import alias_uri  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -55,32 +56,34 @@ def cpu_name() -> str:
 def reading_with(model_uri: str, keras_path: Path | None):
     """The registered model (or a .keras network packaged here): base64 pictures in,
     digit strings out."""
-    from pipeline.evaluate import packaged_model, reader
+    from pipeline.evaluate import packaged_model, read_all
 
     if keras_path:
-        with packaged_model(keras_path) as read:
-            yield read
+        with packaged_model(keras_path) as model:
+            yield lambda pictures: read_all(model, pictures)
         return
     import mlflow
 
     from pipeline import tracking
 
     tracking.use_store()
-    yield reader(mlflow.pyfunc.load_model(model_uri))
+    model = mlflow.pyfunc.load_model(model_uri)
+    yield lambda pictures: read_all(model, pictures)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-uri", default="models:/mnist-cnn@champion")
+    parser.add_argument("--model-uri", help="a registry URI (default: the champion)")
     parser.add_argument("--keras", type=Path, help="a .keras network to package and read with")
     parser.add_argument("--count", type=int, default=200, help="numbers per set")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    test = np.load(ROOT / "data/prepared/test.npz")
+    test = np.load(ROOT / PREPARED_DIR / "test.npz")
     sets = make_sets(test["x"][..., 0], test["y"], args.seed, args.count)
-    with reading_with(args.model_uri, args.keras) as read:
-        model = args.keras or args.model_uri
+    model_uri = args.model_uri or alias_uri()
+    with reading_with(model_uri, args.keras) as read:
+        model = args.keras or model_uri
         print(f"model: {model}; {args.count} numbers per set, seed {args.seed}")
         print(f"machine: {cpu_name()}, {platform.node()}\n")
         print_table(sets, read)
@@ -94,7 +97,7 @@ def print_table(sets: dict, read) -> None:
     print("| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns))
     for name, numbers in sets.items():
         started = time.perf_counter()
-        readings = read([base64.b64encode(n.png).decode("ascii") for n in numbers])
+        readings = read([n.png for n in numbers])
         ms = (time.perf_counter() - started) * 1000 / len(numbers)
         s = score([n.digits for n in numbers], readings)
         print(

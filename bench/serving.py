@@ -1,6 +1,6 @@
 """Latency and throughput of the registered model: over HTTP and in process.
 
-    python bench/serving.py [--model-uri models:/mnist-cnn@champion] [--requests 200]
+    python bench/serving.py [--model-uri URI] [--requests 200]
 
 Prints, for `mlflow models serve` of the pictures-to-digits model and for the same pyfunc
 called in process: the median and 95th-percentile latency of one request with one 28x28
@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import tracking  # noqa: E402
-from pipeline.evaluate import png_base64  # noqa: E402
+from pipeline.paths import MODEL_PATH, RAW_DIR  # noqa: E402
 from pipeline.preprocess import IMAGES_MAGIC, read_idx  # noqa: E402
+from pipeline.promote import alias_uri  # noqa: E402
+from serving.contract import png, read_model, request_body, wait_until_ready  # noqa: E402
 
 BATCH = 64
 
@@ -73,21 +74,18 @@ def serve(model_uri: str) -> tuple[subprocess.Popen, int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-            return process, port
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise SystemExit(f"{model_uri} did not start")
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", running=lambda: process.poll() is None)
+    except Exception:
+        process.kill()
+        raise
+    return process, port
 
 
 def poster(port: int):
     connection = http.client.HTTPConnection("127.0.0.1", port)  # kept alive, like a client would
 
-    def post(body: str) -> dict:
+    def post(body: bytes) -> dict:
         connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
         response = connection.getresponse()
         answer = json.loads(response.read())
@@ -97,44 +95,40 @@ def poster(port: int):
     return post
 
 
-def images_body(images: list[str]) -> str:
-    return json.dumps({"dataframe_split": {"columns": ["image"], "data": [[i] for i in images]}})
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-uri", default="models:/mnist-cnn@champion")
+    parser.add_argument("--model-uri", help="a registry URI (default: the champion)")
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
+    model_uri = args.model_uri or alias_uri()
     tracking.use_store()
 
     import mlflow
-    import pandas as pd
 
-    digits = read_idx(ROOT / "data/raw/t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
-    one = png_base64(digits[0])
-    five = png_base64(five_digit_picture(digits[:5]))
-    batch = [png_base64(d) for d in digits[:BATCH]]
+    digits = read_idx(ROOT / RAW_DIR / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
+    one = png(digits[0])
+    five = png(five_digit_picture(digits[:5]))
+    batch = [png(d) for d in digits[:BATCH]]
     n = args.requests
     rows = []
 
-    model = mlflow.pyfunc.load_model(args.model_uri)
-    assert model.predict(pd.DataFrame({"image": [five]}))["digits"][0] != ""
+    model = mlflow.pyfunc.load_model(model_uri)
+    assert read_model(model, [five])[0]["digits"] != ""
 
-    def local(images):
-        return model.predict(pd.DataFrame({"image": images}))
+    def local(pictures):
+        return read_model(model, pictures)
 
     single = percentiles(measure(local, [one], n))
     several = percentiles(measure(local, [five], n))
     batched = measure(local, batch, max(n // 10, 10))
     rows.append(("pyfunc in process", single, several, BATCH / np.median(batched)))
 
-    process, port = serve(args.model_uri)
+    process, port = serve(model_uri)
     try:
         post = poster(port)
-        single = percentiles(measure(post, images_body([one]), n))
-        several = percentiles(measure(post, images_body([five]), n))
-        batched = measure(post, images_body(batch), max(n // 10, 10))
+        single = percentiles(measure(post, request_body([one]), n))
+        several = percentiles(measure(post, request_body([five]), n))
+        batched = measure(post, request_body(batch), max(n // 10, 10))
         rows.append(("mlflow models serve, pictures", single, several, BATCH / np.median(batched)))
     finally:
         process.terminate()
@@ -143,8 +137,6 @@ def main() -> None:
     # Baseline: the bare Keras network behind mlflow models serve, raw pixels in.
     with tempfile.TemporaryDirectory() as tmp:
         import keras
-
-        from pipeline.train import MODEL_PATH
 
         path = f"{tmp}/keras"
         mlflow.keras.save_model(
@@ -155,7 +147,7 @@ def main() -> None:
         process, port = serve(path)
         try:
             post = poster(port)
-            body = json.dumps({"inputs": digits[:1, :, :, None].tolist()})
+            body = json.dumps({"inputs": digits[:1, :, :, None].tolist()}).encode()
             single = percentiles(measure(post, body, n))
             rows.append(("baseline: Keras flavour, raw pixels", single, None, None))
         finally:
@@ -164,7 +156,7 @@ def main() -> None:
 
     cpu = platform.processor() or platform.machine()
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {cpu}")
-    print(f"model: {args.model_uri}; {n} requests each; batches of {BATCH} digits\n")
+    print(f"model: {model_uri}; {n} requests each; batches of {BATCH} digits\n")
     print(
         "| path | 1 digit median / p95 (ms) | 600x200, 5 digits median / p95 (ms) "
         "| batched (digits/s) |"

@@ -123,11 +123,12 @@ def run_pipeline(log: list) -> tuple[int, float]:
     import numpy as np
 
     from pipeline.params import load_params
-    from pipeline.train import DATA_DIR, fit
+    from pipeline.paths import PREPARED_DIR
+    from pipeline.train import fit
 
     os.chdir(ROOT)
     p = load_params()["train"]
-    train, val, test = (np.load(DATA_DIR / f"{n}.npz") for n in ("train", "val", "test"))
+    train, val, test = (np.load(PREPARED_DIR / f"{n}.npz") for n in ("train", "val", "test"))
     callback = test_accuracy_callback(test["x"], test["y"], log)
     model, _ = fit(train, val, p, [callback])
     # Early stopping restored the best epoch's weights: that is the final model.

@@ -1,26 +1,34 @@
 """Start the drawing app.
 
-python -m gui                                        # models:/mnist-cnn@champion, in process
+python -m gui                                        # the champion, in process
 python -m gui --model-uri models:/mnist-cnn@challenger
 python -m gui --endpoint http://127.0.0.1:5001       # a running `python -m serving`
+
+The champion is `models:/<mlflow.model_name of params.yaml>@champion`.
 """
 
 import argparse
-import tkinter as tk
-
-from gui.app import App
-from gui.readers import Endpoint, LocalModel
-from pipeline.params import load_params
 
 
 def main() -> None:
-    name = load_params()["mlflow"]["model_name"]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model-uri", default=f"models:/{name}@champion")
+    source.add_argument("--model-uri", help="a registry URI or a model folder (the champion)")
     source.add_argument("--endpoint", help="URL of a running endpoint, instead of the model")
     args = parser.parse_args()
-    reader = Endpoint(args.endpoint) if args.endpoint else LocalModel(args.model_uri)
+
+    try:
+        import tkinter as tk
+    except ImportError:
+        raise SystemExit(
+            "error: this Python has no Tkinter: on Debian or Ubuntu, `apt install python3-tk`"
+        ) from None
+
+    from gui.app import App
+    from gui.readers import Endpoint, LocalModel
+    from pipeline.promote import alias_uri
+
+    reader = Endpoint(args.endpoint) if args.endpoint else LocalModel(args.model_uri or alias_uri())
     try:
         root = tk.Tk()
     except tk.TclError as error:

@@ -1,7 +1,9 @@
 """The drawing window: a canvas to write digits on, and what the model reads in them.
 
 Each stroke is drawn on the Tk canvas and, at the same time, into an off-screen Pillow
-image; that image is what the model reads (the app never grabs the screen).
+image; that image is what the model reads (the app never grabs the screen). Loading the
+model and reading happen in threads, so the window never waits for them; Tk is only
+touched from its own loop, which picks up their answers from a queue.
 """
 
 import io
@@ -14,9 +16,12 @@ from tkinter import filedialog
 
 from PIL import Image, ImageDraw
 
+from serving.normalize import on_paper
+
 WIDTH, HEIGHT = 800, 300
 UNSURE = 0.8  # a digit read with less confidence than this is marked unsure
 AUTO_DELAY_MS = 600  # recognise this long after the pen lifts
+POLL_MS = 10  # how often the Tk loop looks for answers from the threads
 
 
 @dataclass
@@ -30,6 +35,10 @@ class App:
     def __init__(self, root: tk.Tk, reader):
         self.root, self.reader = root, reader
         self.ready = False
+        self.source = ""  # what reads the drawings, for the status line
+        self.changes = 0  # edits of the drawing so far: a reading of an older one is dropped
+        self.request: tuple[int, bytes] | None = None  # the drawing waiting to be read
+        self.reading = False  # a read is under way in a thread
         self.strokes: list[Stroke] = []
         self.background = Image.new("L", (WIDTH, HEIGHT), 255)  # white, or an opened picture
         self.image = self.background.copy()  # background plus strokes: what the model reads
@@ -39,7 +48,7 @@ class App:
         self._build()
         self.set_status("loading model …")
         threading.Thread(target=self._load, daemon=True).start()
-        self.root.after(100, self._poll)
+        self.root.after(POLL_MS, self._poll)
 
     def _build(self) -> None:
         root = self.root
@@ -96,10 +105,13 @@ class App:
 
     def _poll(self) -> None:
         while not self.messages.empty():
-            kind, text = self.messages.get()
-            self.ready = kind == "ready"
-            self.set_status(text, error=not self.ready)
-        self.root.after(100, self._poll)
+            kind, *answer = self.messages.get()
+            if kind in ("ready", "error"):
+                self.ready, self.source = kind == "ready", answer[0]
+                self.set_status(self.source, error=not self.ready)
+            else:
+                self._read_done(kind, *answer)
+        self.root.after(POLL_MS, self._poll)
 
     def set_status(self, text: str, error: bool = False) -> None:
         self.status.config(text=text, fg="firebrick" if error else "gray25")
@@ -107,6 +119,7 @@ class App:
     # Drawing
     def pen_down(self, event) -> None:
         self._cancel_auto()
+        self.changes += 1
         self.stroke = Stroke(self.pen.get(), [(event.x, event.y)])
         self._draw_segment(event.x, event.y, event.x, event.y)
 
@@ -131,6 +144,7 @@ class App:
     def undo(self) -> None:
         if not self.strokes:
             return
+        self.changes += 1
         for item in self.strokes.pop().items:
             self.canvas.delete(item)
         self.image = self.background.copy()
@@ -142,6 +156,7 @@ class App:
 
     def clear(self) -> None:
         self._cancel_auto()
+        self.changes += 1
         self.strokes.clear()
         self.canvas.delete("all")
         self.background = Image.new("L", (WIDTH, HEIGHT), 255)
@@ -160,12 +175,36 @@ class App:
             return
         buffer = io.BytesIO()
         self.image.save(buffer, "PNG")
+        self.request = (self.changes, buffer.getvalue())
+        self.number.config(text="…", fg="gray40")
+        if not self.reading:
+            self._read_next()
+
+    def _read_next(self) -> None:
+        changes, png = self.request
+        self.request, self.reading = None, True
+        threading.Thread(target=self._read, args=(changes, png), daemon=True).start()
+
+    def _read(self, changes: int, png: bytes) -> None:
+        """In a thread: read one drawing, and queue the answer for the Tk loop."""
         try:
-            result = self.reader.read(buffer.getvalue())
+            self.messages.put(("read", changes, self.reader.read(png)))
         except Exception as error:  # noqa: BLE001 - an endpoint may fail; say so, keep going
-            self.set_status(str(error), error=True)
+            self.messages.put(("failed", changes, str(error)))
+
+    def _read_done(self, kind: str, changes: int, answer) -> None:
+        self.reading = False
+        if self.request:  # the drawing was sent again while this one was read
+            self._read_next()
             return
-        self.show(result)
+        self._clear_result()
+        if changes != self.changes:
+            return  # the drawing changed since it was sent: the answer is stale
+        if kind == "read":
+            self.set_status(self.source)
+            self.show(answer)
+        else:
+            self.set_status(answer, error=True)
 
     def show(self, result: dict) -> None:
         if not result["digits"]:
@@ -211,8 +250,9 @@ class App:
         if not path:
             return
         try:
-            picture = Image.open(path).convert("L")
-        except OSError as error:
+            with Image.open(path) as opened:
+                picture = on_paper(opened)  # as the model reads the file itself
+        except (OSError, Image.DecompressionBombError) as error:
             self.set_status(f"cannot open {path}: {error}", error=True)
             return
         self.clear()

@@ -1,13 +1,14 @@
 """Where the app's drawings are read: the registered model in process, or an endpoint.
 
-Both take PNG bytes and answer like the registered model: {'digits': '170', 'boxes': [...]}.
-`load` is slow (it imports TensorFlow or waits for the network): the app calls it in a
-thread, and it raises LookupError with the command that fixes a missing model.
+Both take PNG bytes and answer like the registered model: {'digits': '170', 'boxes': [...]}
+(serving/contract.py). `load` and `read` are slow (TensorFlow, the network): the app
+calls them off the Tk thread. `load` raises LookupError with the command that fixes a
+missing model or endpoint.
 """
 
-import base64
-import urllib.error
-import urllib.request
+from serving.contract import EndpointError, read_endpoint, read_model, wait_until_ready
+
+TIMEOUT = 10  # seconds an endpoint may take to answer before the app says it failed
 
 
 class LocalModel:
@@ -26,10 +27,7 @@ class LocalModel:
         return f"model {description}, in process"
 
     def read(self, png: bytes) -> dict:
-        import pandas as pd
-
-        image = base64.b64encode(png).decode("ascii")
-        return self.model.predict(pd.DataFrame({"image": [image]})).to_dict("records")[0]
+        return read_model(self.model, [png])[0]
 
 
 class Endpoint:
@@ -38,14 +36,10 @@ class Endpoint:
 
     def load(self) -> str:
         try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=5):
-                return f"endpoint {self.url}"
-        except (urllib.error.URLError, OSError):
-            raise LookupError(
-                f"no endpoint answers at {self.url}: start one with `python -m serving`"
-            ) from None
+            wait_until_ready(self.url, timeout=5)
+        except EndpointError as error:
+            raise LookupError(str(error)) from None
+        return f"endpoint {self.url}"
 
     def read(self, png: bytes) -> dict:
-        from serving.client import read_digits
-
-        return read_digits([png], self.url, timeout=10)[0]
+        return read_endpoint(self.url, [png], timeout=TIMEOUT)[0]

@@ -8,25 +8,22 @@ The packaged model also reads a fixed part of the written-numbers benchmark
 (pipeline/numbers.py): the share of whole numbers read exactly right, per set.
 """
 
-import base64
 import contextlib
-import io
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.numbers import make_sets, score
 from pipeline.params import load_params
+from pipeline.paths import METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR
+from serving.contract import png, read_model
 
-MODEL_PATH = Path("models/model.keras")
 # The fixed part of the numbers benchmark every version is measured on.
 NUMBERS_SEED, NUMBERS_PER_SET = 0, 100
 NUMBERS_SETS = ("canvases", "drawn", "hard")
-TEST_PATH = Path("data/prepared/test.npz")
-REPORTS_DIR = Path("reports")
 
 
 def class_report(true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -47,56 +44,36 @@ def class_report(true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, d
     return matrix, report
 
 
-def png_base64(pixels: np.ndarray) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.squeeze()).save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 @contextlib.contextmanager
-def packaged_model(keras_path: Path = MODEL_PATH) -> Iterator[Callable[[list[str]], list[str]]]:
-    """The pictures-to-digits model as clients get it: base64 pictures in, digits out."""
+def packaged_model(keras_path: Path = MODEL_PATH) -> Iterator:
+    """The pictures-to-digits model as clients get it, with this .keras network inside."""
     import mlflow
 
     from serving.package import model_arguments
 
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.pyfunc.save_model(f"{tmp}/model", **model_arguments(keras_path))
-        yield reader(mlflow.pyfunc.load_model(f"{tmp}/model"))
+        yield mlflow.pyfunc.load_model(f"{tmp}/model")
 
 
-def reader(model) -> Callable[[list[str]], list[str]]:
-    """Reading with a loaded pictures-to-digits model: any number of base64 pictures in,
-    the digits of each out, sent in requests of at most MAX_BATCH pictures."""
-    import pandas as pd
-
-    from serving.digit_model import MAX_BATCH
-
-    def read(pictures: list[str]) -> list[str]:
-        digits = []
-        for start in range(0, len(pictures), MAX_BATCH):
-            frame = pd.DataFrame({"image": pictures[start : start + MAX_BATCH]})
-            digits += list(model.predict(frame)["digits"])
-        return digits
-
-    return read
+def read_all(model, pictures: list[bytes]) -> list[str]:
+    """The digits the pictures-to-digits model reads in each picture."""
+    return [result["digits"] for result in read_model(model, pictures)]
 
 
-def picture_accuracy(read, x: np.ndarray, y: np.ndarray) -> float:
+def picture_accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of the packaged model on the test digits, each sent as a PNG."""
-    digits = read([png_base64(image) for image in x])
+    digits = read_all(model, [png(image) for image in x])
     return float(np.mean([d == str(label) for d, label in zip(digits, y, strict=True)]))
 
 
-def numbers_accuracy(read, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def numbers_accuracy(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Share of whole written numbers read exactly right, per set of the benchmark."""
     sets = make_sets(x[..., 0], y, NUMBERS_SEED, NUMBERS_PER_SET, names=NUMBERS_SETS)
     accuracy = {}
     for name, numbers in sets.items():
-        pictures = [base64.b64encode(n.png).decode("ascii") for n in numbers]
-        accuracy[name] = round(score([n.digits for n in numbers], read(pictures))["right"], 4)
+        readings = read_all(model, [n.png for n in numbers])
+        accuracy[name] = round(score([n.digits for n in numbers], readings)["right"], 4)
     return accuracy
 
 
@@ -106,29 +83,28 @@ def main() -> None:
 
     from pipeline import plots
 
-    test = np.load(TEST_PATH)
+    test = np.load(PREPARED_DIR / "test.npz")
     x, y = test["x"], test["y"].astype(int)
-    model = keras.models.load_model(MODEL_PATH)
-    probabilities = model.predict(x, batch_size=1000, verbose=0)
-    predicted = probabilities.argmax(axis=1)
-    loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0))))
+    network = keras.models.load_model(MODEL_PATH)  # compiled as trained: its loss and metrics
+    loss = network.evaluate(x, y, batch_size=1000, verbose=0, return_dict=True)["loss"]
+    predicted = network.predict(x, batch_size=1000, verbose=0).argmax(axis=1)
     accuracy = float(np.mean(predicted == y))
     matrix, per_class = class_report(y, predicted)
-    with packaged_model() as read:
-        from_pictures = picture_accuracy(read, x, y)
-        numbers = numbers_accuracy(read, x, y)
+    with packaged_model() as model:
+        from_pictures = picture_accuracy(model, x, y)
+        numbers = numbers_accuracy(model, x, y)
 
     REPORTS_DIR.mkdir(exist_ok=True)
     metrics = {
         "test": {
             "accuracy": round(accuracy, 4),
-            "loss": round(loss, 4),
+            "loss": round(float(loss), 4),
             "picture_accuracy": round(from_pictures, 4),
         },
         "numbers": numbers,
         "per_class": per_class,
     }
-    (REPORTS_DIR / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    METRICS_PATH.write_text(json.dumps(metrics, indent=2) + "\n")
     rows = "\n".join(f"{t},{p}" for t, p in zip(y, predicted, strict=True))
     (REPORTS_DIR / "confusion.csv").write_text("actual,predicted\n" + rows + "\n")
     plots.confusion_matrix(matrix, REPORTS_DIR / "confusion.png")

@@ -22,8 +22,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from pipeline.params import load_params
-
-OUT_DIR = Path("data/raw")
+from pipeline.paths import RAW_DIR
 
 # sha256 of the decompressed IDX bytes: the same for every honest mirror,
 # whatever gzip header the mirror wrote.
@@ -139,7 +138,7 @@ def fetch(out_dir: Path, mirrors: list[str], timeout: float, retries: int) -> No
 
 def main() -> None:
     params = load_params()["fetch"]
-    fetch(OUT_DIR, params["mirrors"], params["timeout"], params["retries"])
+    fetch(RAW_DIR, params["mirrors"], params["timeout"], params["retries"])
 
 
 if __name__ == "__main__":

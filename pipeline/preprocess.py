@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.params import load_params
-
-RAW_DIR = Path("data/raw")
-OUT_DIR = Path("data/prepared")
+from pipeline.paths import PREPARED_DIR, RAW_DIR
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -77,9 +75,9 @@ def main() -> None:
     except IdxError as error:
         raise SystemExit(f"error: preprocess: {error}") from None
     train, val = split(x, y, params["val_size"], params["seed"], params["train_subset"])
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    PREPARED_DIR.mkdir(parents=True, exist_ok=True)
     for name, (images, labels) in {"train": train, "val": val, "test": test}.items():
-        np.savez(OUT_DIR / f"{name}.npz", x=images, y=labels)
+        np.savez(PREPARED_DIR / f"{name}.npz", x=images, y=labels)
         print(f"preprocess: {name}: {len(images)} images")
 
 

@@ -15,6 +15,16 @@ from pipeline.params import load_params
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
+def model_name() -> str:
+    """The registered model's name: mlflow.model_name of params.yaml."""
+    return load_params()["mlflow"]["model_name"]
+
+
+def alias_uri(alias: str = CHAMPION) -> str:
+    """The registry URI that clients load by default: models:/<name>@champion."""
+    return f"models:/{model_name()}@{alias}"
+
+
 class PromotionError(Exception):
     pass
 
@@ -90,7 +100,7 @@ def main() -> None:
     parser.add_argument("version", nargs="?", help="the version to make champion")
     parser.add_argument("--force", action="store_true", help="promote even a less accurate one")
     args = parser.parse_args()
-    name = load_params()["mlflow"]["model_name"]
+    name = model_name()
 
     import mlflow
 

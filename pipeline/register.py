@@ -18,11 +18,10 @@ import json
 from pathlib import Path
 
 from pipeline.params import load_params
+from pipeline.paths import METRICS_PATH, MODEL_PATH, REPORTS_DIR, RUN_PATH
 from pipeline.promote import auto_promote
-from pipeline.train import MODEL_PATH, RUN_PATH, flatten
 
-METRICS_PATH = Path("reports/metrics.json")
-PLOTS = [Path("reports/confusion.png"), Path("reports/misclassified.png")]
+PLOTS = [REPORTS_DIR / "confusion.png", REPORTS_DIR / "misclassified.png"]
 
 
 def md5(*paths: Path) -> str:
@@ -94,8 +93,10 @@ def new_run_for_restored_model(params: dict, trained_in: str) -> str:
     """A run in this store for a model DVC restored from its cache (trained elsewhere)."""
     import mlflow
 
+    from pipeline import tracking
+
     with mlflow.start_run() as run:
-        mlflow.log_params(flatten(params))
+        mlflow.log_params(tracking.training_params(params))
         mlflow.set_tags({"restored_from_dvc_cache": "true", "trained_in_run": trained_in})
     print(
         f"register: training run {trained_in} is not in this store; created run {run.info.run_id}"

@@ -10,6 +10,20 @@ import mlflow
 ROOT = Path(os.environ.get("DVC_ROOT", ".")).resolve()
 
 
+# The parameter sections that decide what a training run makes: every run logs them
+# (dvc.yaml declares them for the stages that log them).
+TRAINING_SECTIONS = ("preprocess", "train")
+
+
+def training_params(params: dict) -> dict[str, object]:
+    """{'train': {'epochs': 12}, ...} -> {'train.epochs': 12, ...}, as MLflow parameters."""
+    return {
+        f"{section}.{key}": value
+        for section in TRAINING_SECTIONS
+        for key, value in params[section].items()
+    }
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlflow.db'}"
 

@@ -12,18 +12,9 @@ import time
 from pathlib import Path
 
 from pipeline.params import load_params
+from pipeline.paths import MODEL_PATH, PREPARED_DIR, REPORTS_DIR, RUN_PATH
 
-DATA_DIR = Path("data/prepared")
-MODEL_PATH = Path("models/model.keras")
-RUN_PATH = Path("models/mlflow_run.json")
-REPORTS_DIR = Path("reports")
-
-
-def flatten(params: dict) -> dict[str, object]:
-    """{'train': {'epochs': 12}} -> {'train.epochs': 12}, as MLflow parameters."""
-    return {
-        f"{stage}.{key}": value for stage, values in params.items() for key, value in values.items()
-    }
+SPLITS = [PREPARED_DIR / "train.npz", PREPARED_DIR / "val.npz"]  # what training reads
 
 
 def file_sha256(path: Path) -> str:
@@ -123,13 +114,11 @@ def main() -> None:
 
     from pipeline import plots, tracking
 
-    train, val = np.load(DATA_DIR / "train.npz"), np.load(DATA_DIR / "val.npz")
+    train, val = (np.load(path) for path in SPLITS)
     tracking.use_store(params["mlflow"]["experiment"])
     with mlflow.start_run() as run:
-        mlflow.log_params(flatten(params))
-        mlflow.log_params(
-            {f"data.{f.stem}_sha256": file_sha256(f) for f in sorted(DATA_DIR.glob("*.npz"))}
-        )
+        mlflow.log_params(tracking.training_params(params))
+        mlflow.log_params({f"data.{path.stem}_sha256": file_sha256(path) for path in SPLITS})
         mlflow.log_params({"data.train_images": len(train["y"]), "data.val_images": len(val["y"])})
         mlflow.set_tag("git_commit", git_commit())
 

@@ -4,10 +4,8 @@ An MLflow pyfunc logged from code ("models from code"): MLflow runs this file wh
 model loads, so nothing is unpickled. The trained Keras network is the artifact
 `keras_model`; the normalisation is serving/normalize.py, shipped with the model.
 
-Input: a column `image` of base64-encoded PNG or JPEG pictures, each holding one or
-several handwritten digits. Output, per picture: `digits`, the digits read left to
-right, and `boxes`, one per digit with its box in picture pixels, the digit, its
-confidence and the ten probabilities.
+What it takes and answers, and its limits, are the client contract:
+serving/contract.py.
 """
 
 import base64
@@ -23,11 +21,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
+from serving.contract import COLUMN, MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from serving.normalize import Digit, Page, best_reading, candidates
-
-MAX_IMAGE_BYTES = 4_000_000  # per picture, after base64 decoding
-MAX_IMAGE_PIXELS = 12_000_000  # per picture (for example 4000 x 3000)
-MAX_BATCH = 256  # pictures per request
 
 
 class BadInput(MlflowException):
@@ -98,13 +93,13 @@ class DigitReader(mlflow.pyfunc.PythonModel):
         )
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        if "image" not in model_input.columns:
-            raise BadInput("missing column 'image' (base64-encoded PNG or JPEG pictures)")
+        if COLUMN not in model_input.columns:
+            raise BadInput(f"missing column '{COLUMN}' (base64-encoded PNG or JPEG pictures)")
         if len(model_input) == 0:
             raise BadInput("empty batch: send at least one image")
         if len(model_input) > MAX_BATCH:
             raise BadInput(f"{len(model_input)} images: at most {MAX_BATCH} per request")
-        pages = [candidates(decode_image(text, i)) for i, text in enumerate(model_input["image"])]
+        pages = [candidates(decode_image(text, i)) for i, text in enumerate(model_input[COLUMN])]
         return pd.DataFrame(self.read(pages), columns=["digits", "boxes"])
 
     def read(self, pages: list[Page]) -> list[dict]:

@@ -101,6 +101,11 @@ def ink_of(image: Image.Image) -> np.ndarray:
     return np.clip(ink if light_paper else -ink, 0, 1)
 
 
+def on_paper(image: Image.Image) -> Image.Image:
+    """The picture as the model sees it: upright (EXIF), its ink dark on white paper."""
+    return Image.fromarray(np.round(255 * (1 - ink_of(image))).astype(np.uint8))
+
+
 def _paper(gray: np.ndarray, light: bool) -> np.ndarray:
     """The paper's brightness at each pixel: a plane fitted to the pixels that are not
     ink, so that a photo lit unevenly has no shadow taken for ink."""

@@ -1,19 +1,34 @@
-"""How the DigitReader model is saved and logged: one definition for evaluate and register."""
+"""How the DigitReader model is saved and logged: one definition for evaluate and register.
+
+The model describes itself: its signature names what it takes (`image`) and answers
+(`digits`, `boxes`), and it carries an input example, a picture of "42" (example.png),
+so that the MLflow UI shows how to call it.
+"""
 
 from pathlib import Path
 
 import numpy as np
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
+
+from serving.contract import COLUMN, encode
 
 SERVING_DIR = Path(__file__).resolve().parent
-# The code that decides what the model answers (the stages of dvc.yaml depend on it).
-MODEL_CODE = [SERVING_DIR / name for name in ("normalize.py", "digit_model.py", "package.py")]
+# The code that decides what the model answers: its identity in the registry, and what
+# the evaluate and register stages of dvc.yaml depend on (tests/test_graph.py checks).
+MODEL_CODE = [
+    SERVING_DIR / name for name in ("contract.py", "normalize.py", "digit_model.py", "package.py")
+]
+EXAMPLE = SERVING_DIR / "example.png"
 
+BOX = Object(
+    [Property(name, "long") for name in ("x", "y", "width", "height", "digit")]
+    + [Property("confidence", "double"), Property("probabilities", Array("double"))]
+)
 SIGNATURE = ModelSignature(
     # Optional for MLflow, so that a missing column reaches the model's own clear message.
-    inputs=Schema([ColSpec("string", "image", required=False)]),
-    outputs=Schema([ColSpec("string", "digits")]),
+    inputs=Schema([ColSpec("string", COLUMN, required=False)]),
+    outputs=Schema([ColSpec("string", "digits"), ColSpec(Array(BOX), "boxes")]),
 )
 
 
@@ -21,6 +36,7 @@ def model_arguments(keras_path: Path) -> dict:
     """Arguments of mlflow.pyfunc.save_model and log_model for a trained .keras file."""
     import keras
     import mlflow
+    import pandas as pd
     import PIL
     import scipy
     import tensorflow as tf
@@ -30,6 +46,7 @@ def model_arguments(keras_path: Path) -> dict:
         "artifacts": {"keras_model": str(keras_path)},
         "code_paths": [str(SERVING_DIR)],
         "signature": SIGNATURE,
+        "input_example": pd.DataFrame({COLUMN: [encode(EXAMPLE.read_bytes())]}),
         # Explicit: inferring them costs 10-15 s per log.
         "pip_requirements": [
             f"mlflow=={mlflow.__version__}",

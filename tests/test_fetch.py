@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.fetch import FILES
 
-from conftest import run_stage, write_params
+from helpers import run_stage, write_params
 
 FIRST = "train-images-idx3-ubyte.gz"  # fetched first, so a failure there leaves nothing
 

@@ -2,17 +2,22 @@
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import tkinter as tk
 
+import numpy as np
 import pytest
+from PIL import Image, ImageGrab
 
 from gui.app import App
 from gui.readers import Endpoint, LocalModel
 from pipeline.numbers import PEN_DIGITS
+from serving.contract import read_model
 
-from conftest import free_port, serve
+from helpers import MODEL_NAME, free_port, serve, stage_env, store
 
 # Digits as pen strokes in a unit box (x right, y down), as the numbers benchmark draws them.
 STROKES = {digit: ways[0] for digit, ways in PEN_DIGITS.items()}
@@ -83,6 +88,13 @@ class Window:
     def key(self, name: str) -> None:
         self.xdotool("key", name)
 
+    def read(self) -> str:
+        """Press Return, and wait for what the model reads (in the app's own thread)."""
+        self.key("Return")
+        self.wait(lambda: not self.app.reading)
+        self.root.update()
+        return self.number()
+
     def boxes(self) -> list[list[float]]:
         return [self.app.canvas.coords(i) for i in self.app.canvas.find_withtag("box")]
 
@@ -95,8 +107,8 @@ class Window:
 
 @pytest.fixture
 def window(display, work):
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
-    window = Window(LocalModel("models:/mnist-cnn/1"))
+    os.environ["MLFLOW_TRACKING_URI"] = store(work)
+    window = Window(LocalModel(f"models:/{MODEL_NAME}/1"))
     window.app.auto.set(False)  # each test presses Recognise itself, unless it tests this
     window.wait(lambda: window.app.ready)
     yield window
@@ -105,13 +117,12 @@ def window(display, work):
 
 
 def test_status_names_the_model(window):
-    assert window.app.status["text"] == "model mnist-cnn version 1, in process"
+    assert window.app.status["text"] == f"model {MODEL_NAME} version 1, in process"
 
 
 def test_a_number_drawn_by_hand_is_read_with_a_box_per_digit(window):
     window.draw("170")
-    window.key("Return")
-    assert window.number() == "170"
+    assert window.read() == "170"
     boxes = window.boxes()
     assert len(boxes) == 3
     for (x0, y0, x1, y1), digit in zip(boxes, "170", strict=True):
@@ -122,8 +133,7 @@ def test_a_number_drawn_by_hand_is_read_with_a_box_per_digit(window):
 def test_a_small_digit_written_before_a_large_one_is_read_as_two(window):
     window.write("2", left=100, top=150, height=90)  # both end on one writing line
     window.write("6", left=175, top=40, height=200)
-    window.key("Return")
-    assert window.number() == "26"
+    assert window.read() == "26"
     (x0, y0, x1, _), (x2, y2, x3, _) = window.boxes()
     assert x0 < 100 < x1 < 175 and 160 < x2 < 175 < x3  # a box around each digit drawn
     assert y0 > y2 + 80  # the 2 half as tall as the 6
@@ -132,29 +142,26 @@ def test_a_small_digit_written_before_a_large_one_is_read_as_two(window):
 def test_recognition_runs_by_itself_when_the_pen_lifts(window):
     window.app.auto.set(True)
     window.draw("7")
-    window.wait(lambda: window.number() != "", seconds=5)
+    window.wait(lambda: window.number() not in ("", "…"), seconds=5)
     assert window.number() == "7"
 
 
 def test_a_blank_canvas_asks_for_a_digit(window):
-    window.key("Return")
-    assert window.number() == "draw a digit" and window.boxes() == []
+    assert window.read() == "draw a digit" and window.boxes() == []
 
 
 def test_undo_removes_the_last_stroke(window):
     window.draw("17")
     window.key("ctrl+z")
-    window.key("Return")
-    assert window.number() == "1"
+    assert window.read() == "1"
 
 
 def test_clear_empties_the_canvas(window):
     window.draw("17")
-    window.key("Return")
+    assert window.read() == "17"
     window.key("Escape")
     assert window.number() == "" and window.app.canvas.find_all() == ()
-    window.key("Return")
-    assert window.number() == "draw a digit"
+    assert window.read() == "draw a digit"
 
 
 def test_a_digit_read_with_low_confidence_is_marked_unsure(window):
@@ -174,36 +181,97 @@ def test_save_and_open_a_picture(window, tmp_path):
     window.app.save_image(str(tmp_path / "drawing.png"))
     window.key("Delete")
     window.app.open_image(str(tmp_path / "drawing.png"))
+    window.wait(lambda: not window.app.reading)
     assert window.number() == "70"
 
 
 def test_a_missing_model_keeps_the_window_open_and_says_what_to_do(display, work):
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
-    window = Window(LocalModel("models:/mnist-cnn@nobody"))
+    os.environ["MLFLOW_TRACKING_URI"] = store(work)
+    window = Window(LocalModel(f"models:/{MODEL_NAME}@nobody"))
     try:
         assert window.app.status["text"] == "loading model …"  # the window is up at once
         window.wait(lambda: "does not exist" in window.app.status["text"])
         assert "run `make run` to train and register a model" in window.app.status["text"]
         window.draw("1")
-        window.key("Return")
-        assert window.number() == ""  # no guess without a model
+        assert window.read() == ""  # no guess without a model
     finally:
         window.close()
         del os.environ["MLFLOW_TRACKING_URI"]
 
 
-def test_endpoint_mode(display, work):
-    with serve(work, "--model-uri", "models:/mnist-cnn/1") as url:
-        window = Window(Endpoint(url))
-        try:
-            window.app.auto.set(False)
-            window.wait(lambda: window.app.ready)
-            assert window.app.status["text"] == f"endpoint {url}"
-            window.draw("170")
-            window.key("Return")
-            assert window.number() == "170" and len(window.boxes()) == 3
-        finally:
-            window.close()
+def test_open_reads_a_picture_as_the_model_reads_the_file(window, tmp_path):
+    """Transparent pictures and photos turned by their EXIF tag read the same in the app
+    as through the registered model (and so through `python -m serving.client`)."""
+    window.draw("70")
+    window.app.save_image(str(tmp_path / "drawing.png"))
+    ink = 255 - np.asarray(Image.open(tmp_path / "drawing.png"))
+    transparent = Image.new("RGBA", (ink.shape[1], ink.shape[0]), (0, 0, 0, 0))
+    transparent.putalpha(Image.fromarray(ink))  # black everywhere: only the alpha is ink
+    transparent.save(tmp_path / "transparent.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to show it upright
+    turned = Image.open(tmp_path / "drawing.png").transpose(Image.Transpose.ROTATE_90)
+    turned.save(tmp_path / "photo.jpg", quality=90, exif=exif)
+
+    for name in ("transparent.png", "photo.jpg"):
+        window.key("Delete")
+        window.app.open_image(str(tmp_path / name))
+        window.wait(lambda: not window.app.reading)
+        as_the_model_reads_it = read_model(
+            window.app.reader.model, [(tmp_path / name).read_bytes()]
+        )
+        assert window.number() == as_the_model_reads_it[0]["digits"] == "70", name
+
+
+@pytest.fixture(scope="module")
+def endpoint(work):
+    """`python -m serving` with the tests' champion, version 1."""
+    with serve(work, "--model-uri", f"models:/{MODEL_NAME}/1") as server:
+        yield server
+
+
+@pytest.fixture
+def endpoint_window(display, endpoint):
+    window = Window(Endpoint(endpoint.url))
+    window.app.auto.set(False)
+    window.wait(lambda: window.app.ready)
+    yield window
+    window.close()
+
+
+def test_endpoint_mode(endpoint_window, endpoint):
+    window = endpoint_window
+    assert window.app.status["text"] == f"endpoint {endpoint.url}"
+    window.draw("170")
+    assert window.read() == "170" and len(window.boxes()) == 3
+
+
+def ink_on_screen(window, left: int, right: int) -> bool:
+    """Whether the window shows ink between these canvas columns (a real screenshot)."""
+    canvas = window.app.canvas
+    x, y = canvas.winfo_rootx(), canvas.winfo_rooty()
+    shot = ImageGrab.grab((x + left, y, x + right, y + 300), xdisplay=os.environ["DISPLAY"])
+    return bool((np.asarray(shot.convert("L")) < 128).any())
+
+
+def test_a_stalled_endpoint_never_freezes_the_window(endpoint_window, endpoint):
+    window = endpoint_window
+    window.draw("7")
+    os.killpg(endpoint.group, signal.SIGSTOP)  # the endpoint stops answering
+    try:
+        started = time.monotonic()
+        window.key("Return")
+        assert window.app.reading and window.number() == "…"
+        window.key("Escape")  # Clear works while the endpoint stalls
+        assert window.app.canvas.find_all() == () and window.number() == ""
+        assert not ink_on_screen(window, 250, 450)  # the 7 is gone from the screen
+        window.draw("1")
+        assert ink_on_screen(window, 90, 130)  # and the new stroke is on it
+        # The read waits up to 10 s; none of the above waited for it.
+        assert time.monotonic() - started < 5 and window.app.reading
+    finally:
+        os.killpg(endpoint.group, signal.SIGCONT)
+    assert window.read() == "1"  # the answer for the cleared 7 was dropped
 
 
 def test_an_endpoint_that_does_not_answer(display):
@@ -212,7 +280,20 @@ def test_an_endpoint_that_does_not_answer(display):
     try:
         window.wait(lambda: "no endpoint" in window.app.status["text"])
         assert window.app.status["text"] == (
-            f"no endpoint answers at {url}: start one with `python -m serving`"
+            f"no endpoint answers at {url} within 5 s: start one with `python -m serving`"
         )
     finally:
         window.close()
+
+
+@pytest.mark.parametrize("command", ["serving", "gui"])
+def test_help_works_outside_the_repository(command, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", command, "--help"],
+        cwd=tmp_path,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:") and "--model-uri" in result.stdout

@@ -5,7 +5,7 @@ import yaml
 
 from pipeline.params import ParamsError, validate
 
-from conftest import REPO, run_stage, write_params
+from helpers import REPO, run_stage, write_params
 
 
 def test_the_committed_params_are_valid():

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, stage_env
+from pipeline.paths import METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR
+from serving.contract import png, read_model
+
+from helpers import MODEL_NAME, REPO, stage_env
 
 TINY = {"preprocess": {"val_size": 200, "train_subset": 1000}, "train": {"epochs": 2}}
 
@@ -58,7 +60,14 @@ def repo(tmp_path_factory) -> Path:
 def locked_model_md5(repo: Path) -> str:
     """The md5 that dvc.lock records for the trained model."""
     outs = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]["outs"]
-    return next(out["md5"] for out in outs if out["path"] == "models/model.keras")
+    return next(out["md5"] for out in outs if out["path"] == str(MODEL_PATH))
+
+
+def example_picture(example) -> bytes:
+    """The picture of a model's input example, checked to be a PNG."""
+    picture = base64.b64decode(example["image"][0])
+    assert Image.open(io.BytesIO(picture)).format == "PNG"
+    return picture
 
 
 def registry(repo: Path, uri: str | None = None) -> mlflow.MlflowClient:
@@ -68,7 +77,7 @@ def registry(repo: Path, uri: str | None = None) -> mlflow.MlflowClient:
 def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror))
 
-    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    metrics = json.loads((repo / METRICS_PATH).read_text())
     assert 0.5 < metrics["test"]["accuracy"] <= 1  # 1,000 images, 2 epochs: far above chance
     # Through the pictures-to-digits model, each test digit sent as a PNG: about the same
     # (a digit in several pieces is now and then read as two: docs/reading.md).
@@ -77,11 +86,16 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     assert all(0 <= right <= 1 for right in metrics["numbers"].values())
     assert set(metrics["per_class"]) == {str(d) for d in range(10)}
     for plot in ("confusion.png", "misclassified.png", "training_curves.png"):
-        assert (repo / "reports" / plot).stat().st_size > 1000
+        assert (repo / REPORTS_DIR / plot).stat().st_size > 1000
 
     client = registry(repo)
-    [version] = client.search_model_versions("name = 'mnist-cnn'")
+    [version] = client.search_model_versions(f"name = '{MODEL_NAME}'")
     run = client.get_run(version.run_id)
+    # The run logs the parameters that decide the model, all declared in dvc.yaml.
+    declared = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["params"]
+    sections = set(yaml.safe_load((repo / "params.yaml").read_text()))
+    logged = {name.split(".")[0] for name in run.data.params} & sections
+    assert logged == {"preprocess", "train"} and logged <= set(declared)
     assert run.data.params["train.epochs"] == "2"
     assert run.data.params["preprocess.train_subset"] == "1000"
     assert "data.train_sha256" in run.data.params and "git_commit" in run.data.tags
@@ -93,17 +107,18 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
 
     # The registered model loads by its registry URI and reads digits from pictures.
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"models:/mnist-cnn/{version.version}")
-    assert model.metadata.signature.inputs.input_names() == ["image"]
-    test = np.load(repo / "data" / "prepared" / "test.npz")
-    pictures = []
-    for pixels in test["x"][:200]:
-        buffer = io.BytesIO()
-        Image.fromarray(pixels.squeeze()).save(buffer, "PNG")
-        pictures.append(base64.b64encode(buffer.getvalue()).decode())
-    digits = model.predict(pd.DataFrame({"image": pictures}))["digits"]
-    accuracy = np.mean([d == str(label) for d, label in zip(digits, test["y"][:200], strict=True)])
-    assert accuracy > 0.5
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
+    test = np.load(repo / PREPARED_DIR / "test.npz")
+    results = read_model(model, [png(pixels) for pixels in test["x"][:200]])
+    right = [r["digits"] == str(label) for r, label in zip(results, test["y"][:200], strict=True)]
+    assert np.mean(right) > 0.5
+    # It describes itself: what it takes, what it answers, and an example request.
+    signature = model.metadata.signature
+    assert signature.inputs.input_names() == ["image"]
+    assert signature.outputs.input_names() == ["digits", "boxes"]
+    example = model.input_example
+    assert list(example.columns) == ["image"] and len(example) == 1
+    assert read_model(model, [example_picture(example)])[0]["digits"] != ""
     # Below promote.min_accuracy (0.99): registered, but no alias.
     assert version.aliases == []
 
@@ -118,7 +133,7 @@ def test_second_repro_reruns_nothing(repo, mirror):
 
 def test_exp_run_lands_in_the_same_store(repo, mirror):
     sh("dvc", "exp", "run", "-S", "train.epochs=3", cwd=repo, MNIST_MIRROR=str(mirror))
-    versions = registry(repo).search_model_versions("name = 'mnist-cnn'")
+    versions = registry(repo).search_model_versions(f"name = '{MODEL_NAME}'")
     assert len(versions) == 2
     newest = max(versions, key=lambda v: int(v.version))
     assert registry(repo).get_run(newest.run_id).data.params["train.epochs"] == "3"
@@ -131,7 +146,7 @@ def test_run_cache_restore_still_registers_the_model(repo, mirror, tmp_path):
     out = sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror), MLFLOW_TRACKING_URI=fresh_store)
     assert "Stage 'train' is cached - skipping run" in out
 
-    [version] = registry(repo, fresh_store).search_model_versions("name = 'mnist-cnn'")
+    [version] = registry(repo, fresh_store).search_model_versions(f"name = '{MODEL_NAME}'")
     assert version.tags["model_md5"] == locked_model_md5(repo)
     run = registry(repo, fresh_store).get_run(version.run_id)
     assert run.data.tags["restored_from_dvc_cache"] == "true"

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.preprocess import split
 
-from conftest import run_stage, write_params
+from helpers import run_stage, write_params
 
 
 @pytest.fixture

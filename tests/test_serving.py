@@ -5,55 +5,54 @@ middling one (challenger) and a poor one (below promote.min_accuracy, no alias).
 endpoint is started on @champion after the poor one is promoted by force.
 """
 
-import base64
-import io
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
-from PIL import Image
 
 from pipeline.preprocess import IMAGES_MAGIC, read_idx
+from serving.contract import (
+    MAX_BATCH,
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+    encode,
+    png,
+    post,
+    read_endpoint,
+    read_model,
+    request_body,
+)
 
-from conftest import free_port, serve, stage_env
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+from helpers import MODEL_NAME, free_port, serve, stage_env, store
 
 
 @pytest.fixture(scope="module")
 def client(work) -> mlflow.MlflowClient:
-    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    mlflow.set_tracking_uri(store(work))
     return mlflow.MlflowClient()
 
 
 def champion_version(client, alias: str) -> str:
-    return str(client.get_model_version_by_alias("mnist-cnn", alias).version)
+    return str(client.get_model_version_by_alias(MODEL_NAME, alias).version)
 
 
-def accuracy(client, version: str) -> float:
-    return float(client.get_model_version("mnist-cnn", version).tags["test_accuracy"])
+def version(client, number: str):
+    return client.get_model_version(MODEL_NAME, number)
+
+
+def accuracy(client, number: str) -> float:
+    return float(version(client, number).tags["test_accuracy"])
 
 
 def promote(work: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pipeline.promote", *args],
         cwd=work,
-        env=stage_env(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}"),
+        env=stage_env(MLFLOW_TRACKING_URI=store(work)),
         capture_output=True,
         text=True,
     )
@@ -63,7 +62,7 @@ def test_first_good_model_is_champion_later_ones_wait(client):
     assert accuracy(client, "1") > accuracy(client, "2") >= 0.5 > accuracy(client, "3")
     assert champion_version(client, "champion") == "1"
     assert champion_version(client, "challenger") == "2"
-    assert client.get_model_version("mnist-cnn", "3").aliases == []
+    assert version(client, "3").aliases == []
 
 
 def test_promote_lists_versions(work, client):
@@ -73,9 +72,9 @@ def test_promote_lists_versions(work, client):
     assert lines[0].split()[:6] == ["version", "test", "acc", "canvases", "drawn", "hard"]
     v1 = next(line for line in lines if line.split()[0] == "1")
     assert f"{accuracy(client, '1'):.4f}" in v1 and "champion" in v1
-    assert client.get_model_version("mnist-cnn", "1").run_id in v1
+    assert version(client, "1").run_id in v1
     # Whole written numbers read right, per set of the benchmark, as evaluate measured them.
-    tags = client.get_model_version("mnist-cnn", "1").tags
+    tags = version(client, "1").tags
     assert v1.split()[2:5] == [
         f"{float(tags[f'numbers_{s}']):.2%}" for s in ("canvases", "drawn", "hard")
     ]
@@ -93,7 +92,9 @@ def test_a_worse_model_is_refused(work, client):
 
 def test_promote_an_unknown_version(work):
     result = promote(work, "42")
-    assert result.returncode == 1 and result.stderr.strip() == "error: mnist-cnn has no version 42"
+    assert (
+        result.returncode == 1 and result.stderr.strip() == f"error: {MODEL_NAME} has no version 42"
+    )
 
 
 def test_force_promotes_it(work, client):
@@ -106,24 +107,14 @@ def test_force_promotes_it(work, client):
 def endpoint(work, client):
     """`python -m serving` on @champion (version 3 after the forced promotion)."""
     assert champion_version(client, "champion") == "3"
-    with serve(work) as url:
-        yield url
+    with serve(work) as server:
+        yield server.url
 
 
-def post(url: str, body: bytes | str) -> tuple[int, dict]:
-    data = body.encode() if isinstance(body, str) else body
-    request = urllib.request.Request(
-        f"{url}/invocations", data=data, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def split(*images: str) -> str:
-    return json.dumps({"dataframe_split": {"columns": ["image"], "data": [[i] for i in images]}})
+def split(*rows: str) -> bytes:
+    """A request body whose `image` rows are these strings, whatever they hold."""
+    body = {"dataframe_split": {"columns": ["image"], "data": [[row] for row in rows]}}
+    return json.dumps(body).encode()
 
 
 @pytest.fixture(scope="module")
@@ -134,21 +125,17 @@ def test_digits(mirror) -> np.ndarray:
 @pytest.fixture(scope="module")
 def in_process(client):
     """The champion loaded in this process: the endpoint must answer the same."""
-    return mlflow.pyfunc.load_model("models:/mnist-cnn/3")
+    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/3")
 
 
 def test_endpoint_serves_the_promoted_version(endpoint, in_process, test_digits):
-    status, body = post(endpoint, split(b64(png(test_digits[0]))))
-    assert status == 200
-    [served] = body["predictions"]
-    [local] = in_process.predict(pd.DataFrame({"image": [b64(png(test_digits[0]))]})).to_dict(
-        "records"
-    )
+    [served] = read_endpoint(endpoint, [png(test_digits[0])])
+    [local] = read_model(in_process, [png(test_digits[0])])
     assert served["boxes"][0]["probabilities"] == local["boxes"][0]["probabilities"]
 
 
 def test_one_image(endpoint, test_digits):
-    status, body = post(endpoint, split(b64(png(test_digits[0]))))
+    status, body = post(endpoint, request_body([png(test_digits[0])]))
     assert status == 200
     [result] = body["predictions"]
     [found] = result["boxes"]
@@ -159,12 +146,13 @@ def test_one_image(endpoint, test_digits):
 
 
 def test_a_batch_in_each_input_format(endpoint, in_process, test_digits):
-    images = [b64(png(d)) for d in test_digits[:8]]
-    expected = list(in_process.predict(pd.DataFrame({"image": images}))["digits"])
+    pictures = [png(d) for d in test_digits[:8]]
+    expected = [result["digits"] for result in read_model(in_process, pictures)]
+    images = [encode(picture) for picture in pictures]
     bodies = [
-        split(*images),
-        json.dumps({"dataframe_records": [{"image": i} for i in images]}),
-        json.dumps({"inputs": {"image": images}}),
+        request_body(pictures),
+        json.dumps({"dataframe_records": [{"image": i} for i in images]}).encode(),
+        json.dumps({"inputs": {"image": images}}).encode(),
     ]
     for body in bodies:
         status, answer = post(endpoint, body)
@@ -176,18 +164,24 @@ def test_a_picture_of_several_digits(endpoint, in_process, test_digits):
     canvas = np.full((100, 300), 255, dtype=np.uint8)
     for left, digit in zip((10, 100, 230), test_digits[:3], strict=True):
         canvas[30:58, left : left + 28] = 255 - digit  # dark ink on white, uneven spacing
-    status, body = post(endpoint, split(b64(png(canvas))))
-    assert status == 200
-    [result] = body["predictions"]
+    [result] = read_endpoint(endpoint, [png(canvas)])
     assert [b["x"] for b in result["boxes"]] == sorted(b["x"] for b in result["boxes"])
     assert len(result["boxes"]) == 3 and len(result["digits"]) == 3
-    singles = in_process.predict(pd.DataFrame({"image": [b64(png(d)) for d in test_digits[:3]]}))
-    assert result["digits"] == "".join(singles["digits"])
+    singles = read_model(in_process, [png(d) for d in test_digits[:3]])
+    assert result["digits"] == "".join(single["digits"] for single in singles)
 
 
 def test_a_blank_picture_reads_nothing(endpoint):
-    status, body = post(endpoint, split(b64(png(np.full((200, 400), 255, dtype=np.uint8)))))
-    assert status == 200 and body["predictions"] == [{"digits": "", "boxes": []}]
+    blank = png(np.full((200, 400), 255, dtype=np.uint8))
+    assert read_endpoint(endpoint, [blank]) == [{"digits": "", "boxes": []}]
+
+
+def test_more_pictures_than_one_request_holds(endpoint, test_digits):
+    """The client splits them into requests the model accepts."""
+    pictures = [png(test_digits[i % 20]) for i in range(MAX_BATCH + 3)]
+    results = read_endpoint(endpoint, pictures)
+    assert len(results) == MAX_BATCH + 3
+    assert results[MAX_BATCH] == results[MAX_BATCH % 20]
 
 
 def big_png() -> bytes:
@@ -195,20 +189,27 @@ def big_png() -> bytes:
 
 
 BAD_REQUESTS = [
-    ("{not json", None),
+    (b"{not json", None),
     (
-        json.dumps({"dataframe_split": {"columns": ["picture"], "data": [["abc"]]}}),
+        json.dumps({"dataframe_split": {"columns": ["picture"], "data": [["abc"]]}}).encode(),
         "missing column 'image' (base64-encoded PNG or JPEG pictures)",
     ),
     (split("this is not base64!"), "image 0: not valid base64"),
-    (split(b64(b"GIF89a but not really")), "image 0: not a readable PNG or JPEG image"),
-    (split(b64(b"x" * 4_100_000)), "image 0: larger than the limit of 4000000 bytes"),
-    (split("PIXELS"), "image 0: 4000x3500 pixels is larger than the limit of 12000000 pixels"),
+    (split(encode(b"GIF89a but not really")), "image 0: not a readable PNG or JPEG image"),
     (
-        json.dumps({"dataframe_split": {"columns": ["image"], "data": []}}),
-        "empty batch: send at least one image",
+        split(encode(b"x" * (MAX_IMAGE_BYTES + 100_000))),
+        f"image 0: larger than the limit of {MAX_IMAGE_BYTES} bytes",
     ),
-    (json.dumps({"inputs": {"image": []}}), "empty batch: send at least one image"),
+    (
+        split("PIXELS"),
+        f"image 0: 4000x3500 pixels is larger than the limit of {MAX_IMAGE_PIXELS} pixels",
+    ),
+    (
+        request_body([png(np.zeros((28, 28), np.uint8))] * (MAX_BATCH + 1)),
+        f"{MAX_BATCH + 1} images: at most {MAX_BATCH} per request",
+    ),
+    (request_body([]), "empty batch: send at least one image"),
+    (json.dumps({"inputs": {"image": []}}).encode(), "empty batch: send at least one image"),
 ]
 
 
@@ -217,15 +218,14 @@ def test_bad_requests_get_a_short_4xx_and_the_server_keeps_serving(
     endpoint, test_digits, body, message
 ):
     if body == split("PIXELS"):
-        body = split(b64(big_png()))
+        body = split(encode(big_png()))
     status, answer = post(endpoint, body)
     assert 400 <= status < 500
     if message:
         assert answer["message"] == message
     assert "Traceback" not in json.dumps(answer) and "stack_trace" not in answer
     assert len(json.dumps(answer)) < 500  # never the payload echoed back
-    status, _ = post(endpoint, split(b64(png(test_digits[0]))))
-    assert status == 200
+    assert read_endpoint(endpoint, [png(test_digits[0])])[0]["digits"] != ""
 
 
 def test_the_command_line_client(endpoint, work, test_digits):
