@@ -81,7 +81,8 @@ class Server:
 def serve(work: Path, *args: str) -> Iterator[Server]:
     """`python -m serving` on a free loopback port, with the work folder's store."""
     port = free_port()
-    with open(work / f"serving-{port}.log", "w") as log:
+    log_path = work / f"serving-{port}.log"
+    with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "serving", "--port", str(port), *args],
             cwd=work,
@@ -95,7 +96,7 @@ def serve(work: Path, *args: str) -> Iterator[Server]:
         try:
             wait_until_ready(url, running=lambda: process.poll() is None)
         except EndpointError as error:
-            pytest.fail(f"{error}:\n{log.name and Path(log.name).read_text()}")
+            pytest.fail(f"{error}:\n{log_path.read_text()}")
         yield Server(url, process.pid)
     finally:
         os.killpg(process.pid, signal.SIGCONT)  # in case a test left it stopped
