@@ -26,30 +26,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_name  # noqa: E402  (bench/machine.py)
+
 from pipeline.numbers import make_sets, score  # noqa: E402
 from pipeline.paths import PREPARED_DIR  # noqa: E402
 from pipeline.promote import alias_uri  # noqa: E402
-
-
-def cpu_name() -> str:
-    """The CPU's model and its AVX flags, from /proc/cpuinfo."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in info.splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
-    flags = next(
-        (line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")),
-        [],
-    )
-    return f"{model} ({' '.join(sorted(f for f in set(flags) if f.startswith('avx')))})"
 
 
 @contextlib.contextmanager
