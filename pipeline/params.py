@@ -52,6 +52,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "epochs": int_from(1),
         "batch_size": int_from(1),
         "learning_rate": POSITIVE_NUMBER,
+        "warmup_epochs": int_from(0),
         "patience": int_from(1),
         "mixed_precision": BOOLEAN,
         "augment": BOOLEAN,
@@ -94,6 +95,12 @@ def validate(params: Any) -> dict:
 
 
 def _check_cross_fields(params: dict) -> None:
+    train = params["train"]
+    if train["warmup_epochs"] >= train["epochs"]:
+        raise ParamsError(
+            f"train.warmup_epochs = {train['warmup_epochs']} is invalid: expected a whole "
+            f"number from 0 to {train['epochs'] - 1} (fewer than train.epochs)"
+        )
     prep = params["preprocess"]
     room = MNIST_TRAIN_SIZE - prep["val_size"]
     if prep["train_subset"] is not None and prep["train_subset"] > room:

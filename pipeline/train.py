@@ -8,6 +8,7 @@ the register stage adds the test metrics and the model to the same run.
 import hashlib
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -75,8 +76,9 @@ def distort(seed: int | None):
 def fit(train, val, p: dict, callbacks: list) -> tuple:
     """Train the CNN with the train parameters p; return the model and its history.
 
-    Cosine decay of the learning rate over all epochs (big steps first, fine ones last);
-    the weights of the epoch with the best validation accuracy are kept.
+    The learning rate warms up over the first warmup_epochs, from a tenth of its peak,
+    then decays to 0 along a cosine (big steps first, fine ones last); the weights of the
+    epoch with the best validation accuracy are kept.
     """
     import keras
 
@@ -87,8 +89,7 @@ def fit(train, val, p: dict, callbacks: list) -> tuple:
     # (docs/benchmarks.md).
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if p["mixed_precision"] else "float32")
     keras.utils.set_random_seed(p["seed"])
-    steps = -(-len(train["y"]) // p["batch_size"]) * p["epochs"]
-    model = build_model(keras.optimizers.schedules.CosineDecay(p["learning_rate"], steps))
+    model = build_model(learning_rate_schedule(len(train["y"]), p))
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", patience=p["patience"], restore_best_weights=True
     )
@@ -100,9 +101,25 @@ def fit(train, val, p: dict, callbacks: list) -> tuple:
         epochs=p["epochs"],
         callbacks=[*callbacks, early_stopping],
         shuffle=False,  # the dataset reshuffles itself every epoch
-        verbose=2,
+        # At a terminal, a progress bar with the time left in the epoch; in a log, a line per epoch.
+        verbose=1 if sys.stdout.isatty() else 2,
     )
     return model, history.history
+
+
+def learning_rate_schedule(images: int, p: dict):
+    """Warm-up then cosine decay, per step, for the train parameters p."""
+    import keras
+
+    steps_per_epoch = -(-images // p["batch_size"])
+    warmup = steps_per_epoch * p["warmup_epochs"]
+    peak = p["learning_rate"]
+    return keras.optimizers.schedules.CosineDecay(
+        peak / 10 if warmup else peak,
+        decay_steps=steps_per_epoch * p["epochs"] - warmup,
+        warmup_target=peak if warmup else None,
+        warmup_steps=warmup,
+    )
 
 
 def main() -> None:

@@ -1,5 +1,7 @@
 """Bad parameters are refused before any work starts, naming the parameter and what is allowed."""
 
+import re
+
 import pytest
 import yaml
 
@@ -29,6 +31,11 @@ BAD = [
     ),
     ("train", {"epoch": 3}, "unknown key 'train.epoch' (known keys of train: epochs,"),
     (
+        "train",
+        {"epochs": 2, "warmup_epochs": 2},
+        "train.warmup_epochs = 2 is invalid: expected a whole number from 0 to 1 (fewer than train.epochs)",
+    ),
+    (
         "preprocess",
         {"val_size": 60_000},
         "preprocess.val_size = 60000 is invalid: expected a whole number from 1 to 59999",
@@ -46,7 +53,7 @@ BAD = [
 def test_validate_names_the_bad_parameter(stage, values, message):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params[stage].update(values)
-    with pytest.raises(ParamsError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ParamsError, match="^" + re.escape(message)):
         validate(params)
 
 

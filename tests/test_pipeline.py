@@ -5,6 +5,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -150,3 +151,44 @@ def test_run_cache_restore_still_registers_the_model(repo, mirror, tmp_path):
     assert version.tags["model_md5"] == locked_model_md5(repo)
     run = registry(repo, fresh_store).get_run(version.run_id)
     assert run.data.tags["restored_from_dvc_cache"] == "true"
+
+
+def train_output(work: Path, tmp_path: Path, terminal: bool) -> str:
+    """What `python -m pipeline.train` prints on the work folder's small data (200 images),
+    at a terminal (a pseudo-terminal) or into a pipe (a log)."""
+    import os
+    import pty
+
+    shutil.copytree(work / PREPARED_DIR, tmp_path / PREPARED_DIR)
+    shutil.copy(work / "params.yaml", tmp_path)
+    env = stage_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    command = [sys.executable, "-m", "pipeline.train"]
+    if not terminal:
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+    parent, child = pty.openpty()
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=child, stderr=child)
+    os.close(child)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(parent, 4096)
+        except OSError:  # the terminal closes with the process
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(parent)
+    assert process.wait() == 0, output.decode(errors="replace")
+    return output.decode(errors="replace")
+
+
+def test_training_shows_a_progress_bar_at_a_terminal_and_lines_in_a_log(work, tmp_path):
+    at_terminal = train_output(work, tmp_path / "terminal", terminal=True)
+    # Keras' progress bar: redrawn in place (\r) as steps complete, with the time per step.
+    assert "\r" in at_terminal and "━" in at_terminal and "/step" in at_terminal
+    in_log = train_output(work, tmp_path / "log", terminal=False)
+    assert "━" not in in_log and "\r" not in in_log
+    epoch_lines = [line for line in in_log.splitlines() if "val_accuracy" in line]
+    assert len(epoch_lines) == 1  # one epoch (the work folder's last model), one line
