@@ -28,28 +28,27 @@ sys.path.insert(0, str(ROOT))
 
 from machine import cpu_name  # noqa: E402  (bench/machine.py)
 
+from pipeline.evaluate import read_all  # noqa: E402
 from pipeline.numbers import make_sets, score  # noqa: E402
 from pipeline.paths import PREPARED_DIR  # noqa: E402
 from pipeline.promote import alias_uri  # noqa: E402
 
 
 @contextlib.contextmanager
-def reading_with(model_uri: str, keras_path: Path | None):
-    """The registered model (or a .keras network packaged here): base64 pictures in,
-    digit strings out."""
-    from pipeline.evaluate import packaged_model, read_all
+def loaded_model(model_uri: str, keras_path: Path | None):
+    """The registered model, or a .keras network packaged here as the registered one is."""
+    from pipeline.evaluate import packaged_model
 
     if keras_path:
         with packaged_model(keras_path) as model:
-            yield lambda pictures: read_all(model, pictures)
+            yield model
         return
     import mlflow
 
     from pipeline import tracking
 
     tracking.use_store()
-    model = mlflow.pyfunc.load_model(model_uri)
-    yield lambda pictures: read_all(model, pictures)
+    yield mlflow.pyfunc.load_model(model_uri)
 
 
 def main() -> None:
@@ -63,14 +62,13 @@ def main() -> None:
     test = np.load(ROOT / PREPARED_DIR / "test.npz")
     sets = make_sets(test["x"][..., 0], test["y"], args.seed, args.count)
     model_uri = args.model_uri or alias_uri()
-    with reading_with(model_uri, args.keras) as read:
-        model = args.keras or model_uri
-        print(f"model: {model}; {args.count} numbers per set, seed {args.seed}")
+    with loaded_model(model_uri, args.keras) as model:
+        print(f"model: {args.keras or model_uri}; {args.count} numbers per set, seed {args.seed}")
         print(f"machine: {cpu_name()}, {platform.node()}\n")
-        print_table(sets, read)
+        print_table(sets, model)
 
 
-def print_table(sets: dict, read) -> None:
+def print_table(sets: dict, model) -> None:
     """Per set: whole numbers right, digits right, the kinds of miss, time per number."""
 
     columns = ["set", "whole numbers right", "digits right", "too few", "too many"]
@@ -78,7 +76,7 @@ def print_table(sets: dict, read) -> None:
     print("| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns))
     for name, numbers in sets.items():
         started = time.perf_counter()
-        readings = read([n.png for n in numbers])
+        readings = read_all(model, [n.png for n in numbers])
         ms = (time.perf_counter() - started) * 1000 / len(numbers)
         s = score([n.digits for n in numbers], readings)
         print(
