@@ -53,7 +53,6 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "batch_size": int_from(1),
         "learning_rate": POSITIVE_NUMBER,
         "warmup_epochs": int_from(0),
-        "patience": int_from(1),
         "mixed_precision": BOOLEAN,
         "augment": BOOLEAN,
         "seed": int_from(0),
