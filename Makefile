@@ -13,8 +13,9 @@ $(VENV)/installed: pyproject.toml requirements.lock
 	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
+# With a DVC remote (README, "Team set-up"), what was pushed is pulled instead of re-made.
 run: $(VENV)/installed
-	dvc repro
+	if dvc remote default >/dev/null 2>&1; then dvc repro --pull; else dvc repro; fi
 
 test: $(VENV)/installed
 	pytest

@@ -21,10 +21,15 @@ class LocalModel:
 
         from pipeline import tracking
 
-        tracking.use_store()
+        try:
+            tracking.use_store()
+        except tracking.StoreError as error:
+            raise LookupError(str(error)) from None
         description = tracking.describe_model(self.model_uri)
         self.model = mlflow.pyfunc.load_model(self.model_uri)
-        return f"model {description}, in process"
+        store = tracking.tracking_uri()
+        server = f" from {store}" if store.startswith(("http://", "https://")) else ""
+        return f"model {description}{server}, in process"
 
     def read(self, png: bytes) -> dict:
         return read_model(self.model, [png])[0]

@@ -58,9 +58,11 @@ def promote(client, name: str, version: str, force: bool = False) -> None:
             f"champion version {current.version} (test accuracy {accuracy(current)}); "
             "add --force to promote it anyway"
         )
-    client.set_registered_model_alias(name, CHAMPION, version)
+    # The challenger alias goes first: on a team server that needs MANAGE, and a user
+    # without it is refused before anything has changed.
     if CHALLENGER in chosen.aliases:
         client.delete_registered_model_alias(name, CHALLENGER)
+    client.set_registered_model_alias(name, CHAMPION, version)
 
 
 def auto_promote(client, name: str, version: str, min_accuracy: float) -> str | None:
@@ -118,4 +120,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.tracking import errors_in_one_line
+
+    with errors_in_one_line():
+        main()

@@ -5,9 +5,10 @@ trained network inside. A new version whose test accuracy reaches promote.min_ac
 becomes `champion` when there is none yet, and `challenger` otherwise: a person promotes
 challengers with `python -m pipeline.promote`.
 
-This stage declares no outputs, so DVC never restores it from its run cache: it runs
-whenever the model or its metrics change, including when DVC restored the train stage
-from its cache without training. It is idempotent: a version is identified by the md5
+DVC runs this stage every time (`always_changed`): the registry is outside DVC's view.
+The store may be another one (MLFLOW_TRACKING_URI, the team's server), the clone a fresh
+one whose model came from the DVC remote or the run cache without training. It is
+idempotent and quick when there is nothing to do: a version is identified by the md5
 of models/model.keras (the hash in dvc.lock) and the md5 of the serving code packaged
 with it, and a model already registered is left alone. When the training run is not in
 this store (the model was trained against another one), a new run is created for it.
@@ -44,10 +45,9 @@ def main() -> None:
     tracking.use_store(params["mlflow"]["experiment"])
     client = mlflow.MlflowClient()
     identity = {"model_md5": md5(MODEL_PATH), "code_md5": md5(*MODEL_CODE)}
-    for version in client.search_model_versions(f"name = '{name}'"):
-        if all(version.tags.get(tag) == value for tag, value in identity.items()):
-            print(f"register: this model is already {name} version {version.version}")
-            return
+    if existing := same_model(client, name, identity):
+        print(f"register: this model is already {name} version {existing.version}")
+        return
 
     run_id = json.loads(RUN_PATH.read_text())["run_id"]
     try:
@@ -82,11 +82,29 @@ def main() -> None:
             **identity,
         },
     )
+    # Another register (a queued experiment, a teammate) may have registered the same model
+    # since we looked: the lowest version stays, and the others are removed, by whoever
+    # sees them, so racing registers end with one version.
+    first = same_model(client, name, identity)
+    if first.version != version.version:
+        client.delete_model_version(name, version.version)
+        print(f"register: this model became {name} version {first.version} meanwhile")
+        return
     alias = auto_promote(client, name, version.version, params["promote"]["min_accuracy"])
     print(
         f"register: {name} version {version.version} (test accuracy {test['accuracy']}), "
         + (f"alias {alias}" if alias else "below promote.min_accuracy: no alias")
     )
+
+
+def same_model(client, name: str, identity: dict[str, str]):
+    """The lowest version of the registered model with these identity tags, or None."""
+    versions = [
+        version
+        for version in client.search_model_versions(f"name = '{name}'")
+        if all(version.tags.get(tag) == value for tag, value in identity.items())
+    ]
+    return min(versions, key=lambda version: int(version.version), default=None)
 
 
 def new_run_for_restored_model(params: dict, trained_in: str) -> str:
@@ -105,4 +123,7 @@ def new_run_for_restored_model(params: dict, trained_in: str) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.tracking import errors_in_one_line
+
+    with errors_in_one_line():
+        main()

@@ -69,4 +69,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.tracking import errors_in_one_line
+
+    with errors_in_one_line():
+        main()

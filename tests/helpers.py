@@ -5,6 +5,7 @@ Fixtures live in conftest.py; test modules import these helpers from here.
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,8 +33,13 @@ def mnist_mirror() -> Path:
 
 
 def stage_env(**extra: str) -> dict[str, str]:
-    """The environment a stage runs in: this repo's code, no outside tracking server."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    """The environment a stage runs in: this repo's code, no outside tracking server or
+    login unless given in extra."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MLFLOW_TRACKING_") and k != "DVC_ROOT"
+    }
     # dvc, and the `python` of dvc.yaml's commands, come from the interpreter running the tests.
     path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(PATH=path, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2", **extra)
@@ -60,6 +66,45 @@ def write_params(directory: Path, **overrides: dict) -> dict:
     return params
 
 
+def sh(*command: str, cwd: Path, **env: str) -> str:
+    """Run a command as a stage would (stage_env); its output, or a failed test."""
+    result = subprocess.run(command, cwd=cwd, env=stage_env(**env), capture_output=True, text=True)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def set_params(repo: Path, **changes: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for stage, values in changes.items():
+        params[stage].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def project_copy(copy: Path, **params: dict) -> Path:
+    """A git repository like a fresh clone of the working tree (tracked and new files,
+    without the committed results), with the given parameter changes committed."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file() and not name.startswith(("reports/", "dvc.lock")):
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, copy / name)
+    set_params(copy, **params)
+    sh("git", "init", "-q", cwd=copy)
+    commit(copy, "copy")
+    return copy
+
+
+def commit(repo: Path, message: str) -> None:
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message, cwd=repo)
+
+
 def store(work: Path) -> str:
     """The tracking URI of a work folder's own store."""
     return f"sqlite:///{work / 'mlflow.db'}"
@@ -78,15 +123,16 @@ class Server:
 
 
 @contextlib.contextmanager
-def serve(work: Path, *args: str) -> Iterator[Server]:
-    """`python -m serving` on a free loopback port, with the work folder's store."""
+def serve(work: Path, *args: str, **env: str) -> Iterator[Server]:
+    """`python -m serving` on a free loopback port, with the work folder's store unless
+    env names another (MLFLOW_TRACKING_URI, and a login)."""
     port = free_port()
     log_path = work / f"serving-{port}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "serving", "--port", str(port), *args],
             cwd=work,
-            env=stage_env(MLFLOW_TRACKING_URI=store(work)),
+            env=stage_env(**{"MLFLOW_TRACKING_URI": store(work), **env}),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so that the whole process group can be stopped

@@ -1,0 +1,152 @@
+"""Start the team's MLflow tracking server: runs and registry in PostgreSQL, behind a login.
+
+    export MLFLOW_AUTH_ADMIN_PASSWORD=...     # the admin's password, used on the first start
+    python -m team.server --database postgresql://mlflow:SECRET@localhost/mlflow \\
+        --home /srv/mlflow --host 0.0.0.0 --port 5000
+
+- The database is created on the first start (the PostgreSQL role needs CREATEDB then);
+  it holds the runs, the registry and the users (MLflow's basic-auth app).
+- Artifacts (models, plots) go to <home>/artifacts through the server: clients upload and
+  download over HTTP and never need this machine's disk (`--artifacts-destination`).
+- <home> also keeps the login's settings (basic_auth.ini) and the key that signs the
+  UI's sessions (secret_key, created once, readable by this user only).
+- Everyone without an explicit permission may read (default_permission = READ); the admin
+  grants EDIT to the people who train and promote (README, "Team set-up").
+
+It prints the URI to give to clients, then becomes `mlflow server` (same process id):
+stop it with SIGTERM or Ctrl+C. Arguments after `--` go to `mlflow server` unchanged,
+for example `-- --allowed-hosts mlflow.example.com:5000`.
+"""
+
+import argparse
+import os
+import secrets
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ADMIN = "admin"
+
+
+class ServerError(Exception):
+    pass
+
+
+def create_database(database_uri: str) -> bool:
+    """Create the database named by a postgresql:// URI unless it exists; True if created."""
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(database_uri)
+    name = parts.path.lstrip("/")
+    if not parts.scheme.startswith("postgresql") or not name:
+        raise ServerError(
+            f"--database must be postgresql://USER:PASSWORD@HOST:PORT/NAME, not {database_uri}"
+        )
+    # Connect to the maintenance database with the same role to look for ours.
+    maintenance = urlunsplit(("postgresql", parts.netloc, "/postgres", parts.query, ""))
+    try:
+        # autocommit: CREATE DATABASE cannot run inside a transaction
+        with psycopg.connect(maintenance, connect_timeout=10, autocommit=True) as connection:
+            if connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone():
+                return False
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            return True
+    except psycopg.Error as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise ServerError(
+            f"PostgreSQL at {parts.hostname}:{parts.port or 5432}: {first_line}"
+        ) from None
+
+
+def prepare_home(home: Path, database_uri: str) -> dict[str, str]:
+    """Write the login settings and the session key under home; the server's environment."""
+    (home / "artifacts").mkdir(parents=True, exist_ok=True)
+    key_path = home / "secret_key"
+    if not key_path.exists():
+        key_path.touch(mode=0o600)
+        key_path.write_text(secrets.token_hex(32))
+    auth_config = home / "basic_auth.ini"
+    auth_config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {database_uri.replace('%', '%%')}\n"  # configparser escapes %
+        f"admin_username = {ADMIN}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    auth_config.chmod(0o600)  # it holds the database password
+    return {
+        # MLflow's job runner (GenAI scorers, trace archival) starts seven more processes;
+        # this project uses neither.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get(
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"
+        ),
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": key_path.read_text().strip(),
+    }
+
+
+def client_uri(host: str, port: int) -> str:
+    """The URI clients use: this machine's name when the server listens on every address."""
+    shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host
+    return f"http://{shown}:{port}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
+        help="postgresql://USER:PASSWORD@HOST:PORT/NAME (or $MLFLOW_BACKEND_STORE_URI)",
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=Path("mlflow-server"),
+        help="folder for artifacts, login settings and session key (./mlflow-server)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="port (5000)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (2)")
+    parser.add_argument("mlflow_args", nargs="*", help="after --: more `mlflow server` options")
+    args = parser.parse_args()
+    if not args.database:
+        raise SystemExit("error: give --database postgresql://... or set MLFLOW_BACKEND_STORE_URI")
+
+    try:
+        created = create_database(args.database)
+    except ServerError as error:
+        raise SystemExit(f"error: {error}") from None
+    if created and not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
+        raise SystemExit(
+            "error: set MLFLOW_AUTH_ADMIN_PASSWORD: the first start creates the user "
+            f"'{ADMIN}' with it (MLflow has no default password)"
+        )
+    env = dict(os.environ, **prepare_home(args.home.resolve(), args.database))
+
+    uri = client_uri(args.host, args.port)
+    print(f"tracking server for the team: {uri}", flush=True)
+    print(
+        f"clients: export MLFLOW_TRACKING_URI={uri} MLFLOW_TRACKING_USERNAME=<user> "
+        "MLFLOW_TRACKING_PASSWORD=<password>",
+        flush=True,
+    )
+    command = [
+        "mlflow", "server",
+        "--app-name", "basic-auth",
+        "--backend-store-uri", args.database,
+        "--artifacts-destination", (args.home.resolve() / "artifacts").as_uri(),
+        "--host", args.host,
+        "--port", str(args.port),
+        "--workers", str(args.workers),
+        *args.mlflow_args,
+    ]  # fmt: skip
+    os.execvpe(command[0], command, env)
+
+
+if __name__ == "__main__":
+    main()

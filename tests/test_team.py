@@ -1,0 +1,308 @@
+"""The team set-up, for real on loopback: PostgreSQL, `python -m team.server` with its login,
+the pipeline, promotion, the endpoint and the app against it, and a DVC remote."""
+
+import base64
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from pipeline.paths import MODEL_PATH
+from serving.contract import read_endpoint
+
+import team_services
+from helpers import (
+    MODEL_NAME,
+    REPO,
+    commit,
+    free_port,
+    project_copy,
+    serve,
+    set_params,
+    sh,
+    stage_env,
+    store,
+)
+from team_services import ADMIN_PASSWORD
+
+EXAMPLE = (REPO / "serving" / "example.png").read_bytes()  # "42"
+TINY = {
+    "preprocess": {"val_size": 200, "train_subset": 1000},
+    "train": {"epochs": 2, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False},
+    "promote": {"min_accuracy": 0.5},
+}
+
+
+@dataclass(frozen=True)
+class Team:
+    url: str
+    home: Path  # the server's folder: artifacts, login settings
+
+    def login(self, user: str = "admin", password: str = ADMIN_PASSWORD) -> dict[str, str]:
+        """The environment of a client of this server with this login."""
+        return {
+            "MLFLOW_TRACKING_URI": self.url,
+            "MLFLOW_TRACKING_USERNAME": user,
+            "MLFLOW_TRACKING_PASSWORD": password,
+        }
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory) -> Iterator[Team]:
+    """PostgreSQL in a folder of its own and `python -m team.server` on free loopback ports."""
+    home = tmp_path_factory.mktemp("server")
+    with team_services.cluster() as database, team_services.tracking_server(database, home) as url:
+        yield Team(url, home)
+
+
+@pytest.fixture(scope="module")
+def client(team) -> Iterator[mlflow.MlflowClient]:
+    """The admin's client of the server, in this process."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in team.login().items():
+            patch.setenv(name, value)
+        yield mlflow.MlflowClient(tracking_uri=team.url, registry_uri=team.url)
+
+
+@pytest.fixture(scope="module")
+def team_repo(team, tmp_path_factory, mirror) -> Path:
+    """A clone that ran `dvc repro` against the server as the admin, results committed."""
+    repo = project_copy(tmp_path_factory.mktemp("team-repo"), **TINY)
+    sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror), **team.login())
+    commit(repo, "trained against the team's server")
+    return repo
+
+
+def test_server_prints_the_uri_and_asks_for_a_login(team):
+    log = (team.home / "server.log").read_text()
+    assert f"tracking server for the team: {team.url}" in log
+    assert f"export MLFLOW_TRACKING_URI={team.url}" in log
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(team.url, timeout=10)
+    assert refused.value.code == 401
+    token = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+    page = urllib.request.Request(team.url, headers={"Authorization": f"Basic {token}"})
+    with urllib.request.urlopen(page, timeout=10) as answer:  # the MLflow UI
+        assert answer.status == 200 and b"<html" in answer.read().lower()
+
+
+def test_the_pipeline_tracks_and_registers_through_the_server(team, team_repo, client):
+    [version] = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == version.version
+    run = client.get_run(version.run_id)
+    assert run.data.params["train.epochs"] == "2"
+    assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
+    assert run.data.metrics["test_accuracy"] > 0.5
+    plots = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/training_curves.png", "plots/confusion.png"} <= plots
+    # Proxied artifacts: the files sit on the server's disk, none in the clone.
+    assert list((team.home / "artifacts").rglob("*.keras"))
+    assert not (team_repo / "mlruns").exists()
+
+
+def test_promote_serve_and_the_app_load_from_the_server(team, team_repo):
+    out = sh(sys.executable, "-m", "pipeline.promote", "1", cwd=team_repo, **team.login())
+    assert f"{MODEL_NAME}@champion is now version 1" in out
+
+    with serve(team_repo, **team.login()) as server:
+        [answer] = read_endpoint(server.url, [EXAMPLE])
+    assert len(answer["digits"]) == 2  # a model trained on 1,000 images may misread them
+
+    # What the drawing app does when it starts (gui/readers.py), and one reading.
+    app = (
+        "from gui.readers import LocalModel; from pipeline.promote import alias_uri\n"
+        "reader = LocalModel(alias_uri()); print(reader.load())\n"
+        "print(reader.read(open('serving/example.png', 'rb').read())['digits'])"
+    )
+    status, digits = sh(sys.executable, "-c", app, cwd=team_repo, **team.login()).splitlines()
+    assert status == f"model {MODEL_NAME}@champion (version 1) from {team.url}, in process"
+    assert digits == answer["digits"]
+
+
+def add_user(team: Team, repo: Path, user: str, password: str, *options: str) -> str:
+    """`python -m team.users` as the admin, the password on stdin."""
+    result = subprocess.run(
+        [sys.executable, "-m", "team.users", user, *options],
+        cwd=repo,
+        env=stage_env(**team.login()),
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def run_failing(module: str, *args: str, cwd: Path, env: dict[str, str], stdin: str = "") -> str:
+    """Run `python -m module` that must fail fast; its one line of error."""
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd,
+            env=stage_env(**env),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=10,  # the issue's bound: a store that cannot be used is said within 10 s
+        )
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"{module} was still running after 10 s: {error.stderr}")
+    assert result.returncode != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def snapshot(client: mlflow.MlflowClient, repo: Path) -> tuple:
+    """What a failed command must leave as it was: runs, versions, aliases, the model file."""
+    runs = client.search_runs(client.get_experiment_by_name("mnist").experiment_id)
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    aliases = client.get_registered_model(MODEL_NAME).aliases
+    return (
+        sorted((run.info.run_id, run.info.status) for run in runs),
+        sorted(version.version for version in versions),
+        aliases,
+        (repo / MODEL_PATH).stat().st_mtime_ns,
+    )
+
+
+FAULTS = {
+    "no login": (lambda team: {"MLFLOW_TRACKING_URI": team.url}, "asks for a login"),
+    "wrong password": (
+        lambda team: team.login(password="not-the-password"),
+        "refused the login of user 'admin'",
+    ),
+    "server down": (
+        lambda team: {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"},
+        "cannot reach the tracking server",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize(
+    "command",
+    [("pipeline.train",), ("pipeline.register",), ("pipeline.promote",), ("pipeline.promote", "1"),
+     ("serving",)],
+)  # fmt: skip
+def test_a_store_that_cannot_be_used_is_one_line_within_10_s(
+    team, team_repo, client, fault, command
+):
+    env, expected = FAULTS[fault][0](team), FAULTS[fault][1]
+    before = snapshot(client, team_repo)
+    line = run_failing(*command, cwd=team_repo, env=env)
+    assert line.startswith("error: ") and expected in line
+    assert env["MLFLOW_TRACKING_URI"] in line
+    assert snapshot(client, team_repo) == before
+
+
+def test_a_reader_browses_but_cannot_train_or_promote(team, team_repo, client):
+    assert "reader may browse" in add_user(team, team_repo, "reader", "reader-secret")
+    reader = team.login("reader", "reader-secret")
+    listing = sh(sys.executable, "-m", "pipeline.promote", cwd=team_repo, **reader)
+    assert re.search(r"^\s+1\s.*champion", listing, re.MULTILINE)
+
+    before = snapshot(client, team_repo)
+    for command in [("pipeline.promote", "1"), ("pipeline.train",)]:
+        line = run_failing(*command, cwd=team_repo, env=reader)
+        assert line.startswith(f"error: user 'reader' may not do this on {team.url}"), line
+    assert snapshot(client, team_repo) == before
+
+
+def test_an_editor_promotes(team, team_repo):
+    out = add_user(team, team_repo, "editor", "editor-secret", "--editor")
+    assert "editor may train, register and promote" in out
+    editor = team.login("editor", "editor-secret")
+    out = sh(sys.executable, "-m", "pipeline.promote", "1", cwd=team_repo, **editor)
+    assert f"{MODEL_NAME}@champion is now version 1" in out
+
+    line = run_failing(
+        "team.users", "editor", cwd=team_repo, env=team.login(), stdin="long-enough-password\n"
+    )
+    assert line == f"error: editor is a user of {team.url} already"
+
+
+def test_a_fresh_clone_pulls_the_model_instead_of_training(team_repo, tmp_path):
+    remote = tmp_path / "remote"  # a shared folder; S3 or SSH work the same way (README)
+    sh("dvc", "remote", "add", "--default", "team", str(remote), cwd=team_repo)
+    commit(team_repo, "the team's DVC remote")
+    sh("dvc", "push", cwd=team_repo)
+
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(team_repo), str(clone), cwd=tmp_path)
+    # The README's run command, with this interpreter's environment instead of a new .venv;
+    # no MNIST anywhere: a stage that tried to fetch or train would fail.
+    out = sh(
+        "make", "-o", ".venv/installed", "run", cwd=clone, MNIST_MIRROR=str(tmp_path / "no-mnist")
+    )
+    assert re.findall(r"Running stage '(\w+)'", out) == ["register"], out
+    assert (clone / MODEL_PATH).read_bytes() == (team_repo / MODEL_PATH).read_bytes()
+
+    local = mlflow.MlflowClient(tracking_uri=store(clone), registry_uri=store(clone))
+    [version] = local.search_model_versions(f"name = '{MODEL_NAME}'")
+    assert local.get_model_version_by_alias(MODEL_NAME, "champion").version == version.version
+    with serve(clone) as server:
+        [answer] = read_endpoint(server.url, [EXAMPLE])
+    assert len(answer["digits"]) == 2
+
+
+def test_two_registers_racing_on_one_model_make_one_version(team, team_repo, client, tmp_path):
+    racing = tmp_path / "racing"
+    shutil.copytree(team_repo, racing)
+    set_params(racing, train={"seed": 7})  # a model the registry does not have yet
+    sh(sys.executable, "-m", "pipeline.train", cwd=racing, **team.login())
+    registers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline.register"],
+            cwd=racing,
+            env=stage_env(**team.login()),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=300) for process in registers]
+    assert [process.returncode for process in registers] == [0, 0], outputs
+
+    model_md5 = hashlib.md5((racing / MODEL_PATH).read_bytes()).hexdigest()
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    assert [v.tags["model_md5"] for v in versions].count(model_md5) == 1, outputs
+
+
+def test_four_queued_experiments_all_land(team, team_repo, client):
+    for seed in (11, 12, 13, 13):  # the last two are the same model: one version for both
+        sh("dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", cwd=team_repo)
+    sh("dvc", "queue", "start", "-j", "2", cwd=team_repo, **team.login())
+    deadline = time.monotonic() + 900
+    try:
+        while re.search(r"Queued|Running", status := sh("dvc", "queue", "status", cwd=team_repo)):
+            assert time.monotonic() < deadline, status
+            time.sleep(5)
+    finally:
+        sh("dvc", "queue", "stop", cwd=team_repo)  # its workers stop when idle; make sure
+    assert status.count("Success") == 4, status
+
+    # Each seed's run has its parameters and test metrics (the twin of 13 may have been
+    # restored from DVC's run cache: then it trained nothing and logged nothing).
+    runs = client.search_runs(client.get_experiment_by_name("mnist").experiment_id)
+    tested = {
+        run.data.params.get("train.seed") for run in runs if "test_accuracy" in run.data.metrics
+    }
+    assert {"11", "12", "13"} <= tested
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    md5s = [version.tags["model_md5"] for version in versions]
+    assert len(md5s) == len(set(md5s))  # one version per distinct model
+    seeds = {client.get_run(version.run_id).data.params["train.seed"] for version in versions}
+    assert {"11", "12", "13"} <= seeds
