@@ -11,6 +11,7 @@ login, on a throwaway PostgreSQL cluster (tests/team_services.py), both on loopb
 """
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -94,7 +95,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--versions", type=int, default=200)
     args = parser.parse_args()
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    os.environ.update(TF_CPP_MIN_LOG_LEVEL="2", MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # a line per version otherwise
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         sqlite = {"MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"}

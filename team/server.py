@@ -75,6 +75,10 @@ def prepare_home(home: Path, database_uri: str) -> dict[str, str]:
         f"database_uri = {database_uri.replace('%', '%%')}\n"  # configparser escapes %
         f"admin_username = {ADMIN}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # MLflow checks the password (PBKDF2) on every request unless it caches the result:
+        # about 1 run a second when seeding bench/tracking.py. A changed or revoked password
+        # then still works for up to a minute on the workers that cached it.
+        "auth_cache_ttl_seconds = 60\n"
     )
     auth_config.chmod(0o600)  # it holds the database password
     return {
