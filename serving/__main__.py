@@ -2,6 +2,7 @@
 
     python -m serving                                   # the champion, port 5001
     python -m serving --model-uri models:/mnist-cnn/3 --port 5002
+    python -m serving --workers 2                       # two processes, one model each
 
 The champion is `models:/<mlflow.model_name of params.yaml>@champion`. Prints the URL once
 the endpoint answers /ping; Ctrl+C stops it.
@@ -20,7 +21,15 @@ def main() -> None:
     parser.add_argument("--model-uri", help="a registry URI or a model folder (the champion)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5001)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes, each loading the model (1)",
+    )
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error(f"--workers must be 1 or more, not {args.workers}")
 
     from pipeline import tracking
     from pipeline.promote import alias_uri
@@ -50,6 +59,8 @@ def main() -> None:
         args.host,
         "--port",
         str(args.port),
+        "--workers",
+        str(args.workers),
     ]
     # Stop the server with us, on Ctrl+C as on `kill`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -105,10 +105,41 @@ def test_force_promotes_it(work, client):
 
 @pytest.fixture(scope="module")
 def endpoint(work, client):
-    """`python -m serving` on @champion (version 3 after the forced promotion)."""
+    """`python -m serving --workers 2` on @champion (version 3 after the forced promotion):
+    every test of this module runs against two worker processes."""
     assert champion_version(client, "champion") == "3"
-    with serve(work) as server:
+    with serve(work, "--workers", str(WORKERS)) as server:
+        assert len(workers(server.group)) == WORKERS
         yield server.url
+
+
+WORKERS = 2
+
+
+def workers(group: int) -> list[int]:
+    """The process ids of the uvicorn workers in a server's process group."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue  # the process ended meanwhile
+        # uvicorn starts its workers with multiprocessing (beside a resource tracker).
+        if int(fields[2]) == group and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_workers_answer_concurrent_clients_alike(endpoint, in_process, test_digits):
+    """16 clients at once over 2 workers: every answer is the in-process model's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pictures = [png(digit) for digit in test_digits[:32]]
+    expected = [result["digits"] for result in read_model(in_process, pictures)]
+    with ThreadPoolExecutor(16) as clients:
+        answers = list(clients.map(lambda p: read_endpoint(endpoint, [p])[0], pictures))
+    assert [answer["digits"] for answer in answers] == expected
 
 
 def split(*rows: str) -> bytes:
