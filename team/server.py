@@ -32,8 +32,8 @@ class ServerError(Exception):
     pass
 
 
-def create_database(database_uri: str) -> bool:
-    """Create the database named by a postgresql:// URI unless it exists; True if created."""
+def create_database(database_uri: str) -> None:
+    """Create the database named by a postgresql:// URI unless it exists."""
     import psycopg
     from psycopg import sql
 
@@ -51,9 +51,14 @@ def create_database(database_uri: str) -> bool:
             if connection.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
             ).fetchone():
-                return False
+                return
+            # Checked before the database exists: a later start would not ask again.
+            if not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
+                raise ServerError(
+                    "set MLFLOW_AUTH_ADMIN_PASSWORD: the first start creates the user "
+                    f"'{ADMIN}' with it (MLflow has no default password)"
+                )
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            return True
     except psycopg.Error as error:
         first_line = str(error).strip().splitlines()[0]
         raise ServerError(
@@ -122,14 +127,9 @@ def main() -> None:
         raise SystemExit("error: give --database postgresql://... or set MLFLOW_BACKEND_STORE_URI")
 
     try:
-        created = create_database(args.database)
+        create_database(args.database)
     except ServerError as error:
         raise SystemExit(f"error: {error}") from None
-    if created and not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
-        raise SystemExit(
-            "error: set MLFLOW_AUTH_ADMIN_PASSWORD: the first start creates the user "
-            f"'{ADMIN}' with it (MLflow has no default password)"
-        )
     env = dict(os.environ, **prepare_home(args.home.resolve(), args.database))
 
     uri = client_uri(args.host, args.port)
