@@ -9,11 +9,8 @@ the endpoint answers /ping; Ctrl+C stops it.
 """
 
 import argparse
-import os
 import signal
-import subprocess
 import sys
-from pathlib import Path
 
 
 def main() -> None:
@@ -33,6 +30,7 @@ def main() -> None:
 
     from pipeline import tracking
     from pipeline.promote import alias_uri
+    from serving import server
     from serving.contract import EndpointError, wait_until_ready
 
     model_uri = args.model_uri or alias_uri()
@@ -41,30 +39,9 @@ def main() -> None:
         tracking.describe_model(model_uri)  # fail here, clearly, not inside MLflow
     except LookupError as error:
         raise SystemExit(f"error: {error}") from None
-    bin_dir = Path(sys.executable).parent  # uvicorn must be on PATH for mlflow
-    env = dict(
-        os.environ,
-        MLFLOW_TRACKING_URI=tracking.tracking_uri(),
-        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    command = [
-        str(bin_dir / "mlflow"),
-        "models",
-        "serve",
-        "--model-uri",
-        model_uri,
-        "--env-manager",
-        "local",
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-        "--workers",
-        str(args.workers),
-    ]
     # Stop the server with us, on Ctrl+C as on `kill`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    process = subprocess.Popen(command, env=env)
+    process = server.start(model_uri, args.host, args.port, args.workers)
     url = f"http://{args.host}:{args.port}"
     try:
         wait_until_ready(url, running=lambda: process.poll() is None)

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,7 +26,11 @@ COLUMN = "image"
 MAX_IMAGE_BYTES = 4_000_000  # per picture, before base64 encoding
 MAX_IMAGE_PIXELS = 12_000_000  # per picture (for example 4000 x 3000)
 MAX_BATCH = 256  # pictures per request
+MAX_REQUEST_BYTES = 16_000_000  # per request body, enforced by the production endpoint
 START_HINT = "start one with `python -m serving`"
+# The production endpoint (python -m serving.production) names in this header the
+# registered version that answered.
+VERSION_HEADER = "X-Model-Version"
 
 
 class EndpointError(Exception):
@@ -63,20 +68,27 @@ def read_model(model, pictures: list[bytes]) -> list[dict]:
     return results
 
 
-def post(url: str, body: bytes, timeout: float = 60) -> tuple[int, dict]:
-    """POST a body to the endpoint's /invocations: the HTTP status and the JSON answer."""
+class Reply(NamedTuple):
+    status: int  # HTTP status
+    answer: dict  # the JSON answer
+    version: str | None  # the model version that answered, where the endpoint says
+
+
+def post(url: str, body: bytes, timeout: float = 60) -> Reply:
+    """POST a body to the endpoint's /invocations."""
     request = urllib.request.Request(
         f"{url.rstrip('/')}/invocations", data=body, headers={"Content-Type": "application/json"}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.load(response)
+            return Reply(response.status, json.load(response), response.headers[VERSION_HEADER])
     except urllib.error.HTTPError as error:
         text = error.read().decode(errors="replace")
         try:
-            return error.code, json.loads(text)
+            answer = json.loads(text)
         except ValueError:  # an answer from something other than the model
-            return error.code, {"message": text.strip()[:200] or error.reason}
+            answer = {"message": text.strip()[:200] or error.reason}
+        return Reply(error.code, answer, error.headers[VERSION_HEADER])
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise EndpointError(f"no endpoint answers at {url} ({reason}): {START_HINT}") from None
@@ -86,7 +98,7 @@ def read_endpoint(url: str, pictures: list[bytes], timeout: float = 60) -> list[
     """What the endpoint at url reads in each picture, in requests of at most MAX_BATCH."""
     results = []
     for start in range(0, len(pictures), MAX_BATCH):
-        status, answer = post(url, request_body(pictures[start : start + MAX_BATCH]), timeout)
+        status, answer, _ = post(url, request_body(pictures[start : start + MAX_BATCH]), timeout)
         if status != 200:
             raise EndpointError(f"{url} answered {status}: {answer.get('message', answer)}")
         results += answer["predictions"]

@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from serving.contract import EndpointError, wait_until_ready
+from serving.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -108,12 +108,6 @@ def commit(repo: Path, message: str) -> None:
 def store(work: Path) -> str:
     """The tracking URI of a work folder's own store."""
     return f"sqlite:///{work / 'mlflow.db'}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)

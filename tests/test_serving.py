@@ -166,7 +166,7 @@ def test_endpoint_serves_the_promoted_version(endpoint, in_process, test_digits)
 
 
 def test_one_image(endpoint, test_digits):
-    status, body = post(endpoint, request_body([png(test_digits[0])]))
+    status, body, _ = post(endpoint, request_body([png(test_digits[0])]))
     assert status == 200
     [result] = body["predictions"]
     [found] = result["boxes"]
@@ -186,7 +186,7 @@ def test_a_batch_in_each_input_format(endpoint, in_process, test_digits):
         json.dumps({"inputs": {"image": images}}).encode(),
     ]
     for body in bodies:
-        status, answer = post(endpoint, body)
+        status, answer, _ = post(endpoint, body)
         assert status == 200, answer
         assert [p["digits"] for p in answer["predictions"]] == expected
 
@@ -250,7 +250,7 @@ def test_bad_requests_get_a_short_4xx_and_the_server_keeps_serving(
 ):
     if body == split("PIXELS"):
         body = split(encode(big_png()))
-    status, answer = post(endpoint, body)
+    status, answer, _ = post(endpoint, body)
     assert 400 <= status < 500
     if message:
         assert answer["message"] == message
