@@ -1,8 +1,9 @@
-"""The endpoints and pictures the serving benchmarks share.
+"""The endpoints, models and pictures the serving benchmarks share.
 
-`serve` starts `python -m serving` on a free loopback port and stops its whole process
-group afterwards; `identity_model` and `keras_model` save the two baselines the
-pictures-to-digits model is compared with; `server_memory` is what a server holds.
+`serve` and `production` start `python -m serving` and `python -m serving.production`
+on a free loopback port, and stop them afterwards; `bench_store` registers the model and
+a model that does nothing in a store of the benchmark's own, and `keras_model` saves the
+bare network; `server_memory` is what a server and the processes it started hold.
 """
 
 import contextlib
@@ -17,6 +18,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from serving.server import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 
@@ -30,26 +33,42 @@ def five_digit_picture(digits: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def serve(model_uri: str, workers: int = 1) -> Iterator[tuple[str, int]]:
+def serve(store: str, model_uri: str, workers: int = 1) -> Iterator[tuple[str, int]]:
     """`python -m serving` on a free port, once it answers: its URL and process id."""
-    from serving.contract import wait_until_ready
-    from serving.server import free_port
-
     port = free_port()
+    command = ["-m", "serving", "--model-uri", model_uri, "--port", str(port)]
+    with started(store, [*command, "--workers", str(workers)], port) as (url, pid):
+        yield url, pid
+
+
+@contextlib.contextmanager
+def production(store: str, alias: str, workers: int, home: Path) -> Iterator[tuple[str, int]]:
+    """`python -m serving.production` on the alias, once it answers: its URL and pid."""
+    port = free_port()
+    command = ["-m", "serving.production", "--alias", alias, "--port", str(port)]
+    command += ["--workers", str(workers), "--home", str(home)]
+    with started(store, command, port) as (url, pid):
+        yield url, pid
+
+
+@contextlib.contextmanager
+def started(store: str, arguments: list[str], port: int) -> Iterator[tuple[str, int]]:
+    from serving.contract import wait_until_ready
+
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--model-uri", model_uri, "--port", str(port)]
-        + ["--workers", str(workers)],
+        [sys.executable, *arguments],
         cwd=ROOT,
+        env=dict(os.environ, MLFLOW_TRACKING_URI=store),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, stopped as one below
+        start_new_session=True,  # its own process group
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, running=lambda: process.poll() is None)
+        wait_until_ready(url, timeout=300, running=lambda: process.poll() is None)
         yield url, process.pid
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)  # it stops what it started
         process.wait()
 
 
@@ -59,22 +78,31 @@ def server_memory(pid: int) -> int:
     return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
 
 
-def identity_model(folder: Path) -> str:
-    """A pyfunc that answers its input, with the model's input signature: what the
-    serving stack costs by itself."""
+def bench_store(folder: Path, keras_path: Path) -> str:
+    """A store of its own, with three versions of the model name of params.yaml: the
+    pictures-to-digits model of this working tree on keras_path (aliases `champion`
+    and, as version 2, `twin`), and a pyfunc that answers its input with the same input
+    signature (version 3, alias `identity`): what the serving stack costs by itself."""
     import mlflow
 
-    from serving.package import SIGNATURE
+    from pipeline.promote import model_name
+    from serving.package import SIGNATURE, model_arguments
 
-    path = folder / "identity"
-    mlflow.pyfunc.save_model(
-        path,
-        python_model=str(BENCH / "identity_model.py"),
-        signature=mlflow.models.ModelSignature(inputs=SIGNATURE.inputs),
-        input_example=None,
-        pip_requirements=["mlflow"],
-    )
-    return str(path)
+    store = f"sqlite:///{folder / 'bench.db'}"
+    mlflow.set_tracking_uri(store)
+    name = model_name()
+    identity = {
+        "python_model": str(BENCH / "identity_model.py"),
+        "signature": mlflow.models.ModelSignature(inputs=SIGNATURE.inputs),
+        "pip_requirements": ["mlflow"],
+    }
+    for arguments in (model_arguments(keras_path), model_arguments(keras_path), identity):
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(name="model", registered_model_name=name, **arguments)
+    client = mlflow.MlflowClient()
+    for alias, version in (("champion", "1"), ("twin", "2"), ("identity", "3")):
+        client.set_registered_model_alias(name, alias, version)
+    return store
 
 
 def keras_model(folder: Path, keras_path: Path) -> str:

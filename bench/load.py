@@ -1,22 +1,27 @@
-"""Load on the endpoint: requests per second, latency percentiles, errors and memory.
+"""Load on the endpoints: requests per second, latency percentiles, errors and memory.
 
-    python bench/load.py [--model-uri URI] [--seconds 10] [--soak 10000]
+    python bench/load.py [--seconds 10] [--soak 10000]
 
-Drives `python -m serving` on 127.0.0.1 with Debian's `hey` (apt install hey), for 1
-and 2 workers at concurrency 1, 4 and 16, each run bounded by --seconds. Two request
-kinds, built with the client contract: one 28x28 digit, and a 600x200 picture of five
-digits. In the same run, two baselines on the same server: a pyfunc that does nothing
-(the serving stack's own ceiling) and the bare network in MLflow's Keras flavour (raw
-pixels in). Then --soak requests at concurrency 16 to 2 workers of the model, with the
-server's memory before and after. Needs a trained model (`make run`).
+Drives `python -m serving` and `python -m serving.production` on 127.0.0.1 with Debian's
+`hey` (apt install hey), for 1 and 2 workers at concurrency 1, 4 and 16, each run
+bounded by --seconds. Two request kinds, built with the client contract: one 28x28
+digit, and a 600x200 picture of five digits. The model is this working tree's
+pictures-to-digits model on models/model.keras (`make run` first), registered in a
+store of the benchmark's own. In the same run, on the same servers, the baselines: a
+pyfunc that does nothing (the serving stack's own ceiling) and the bare network in
+MLflow's Keras flavour (raw pixels in). Then, on the production endpoint with 2
+workers: --soak requests at concurrency 16, with memory before and after, and 60 s of
+load during which the alias moves to another version.
 """
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,22 +29,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from endpoints import (  # noqa: E402  (bench/endpoints.py)
+    bench_store,
     five_digit_picture,
-    identity_model,
     keras_model,
+    production,
     serve,
     server_memory,
 )
 from machine import cpu_name  # noqa: E402  (bench/machine.py)
 
-from pipeline import tracking  # noqa: E402
 from pipeline.paths import MODEL_PATH, RAW_DIR  # noqa: E402
 from pipeline.preprocess import IMAGES_MAGIC, read_idx  # noqa: E402
-from pipeline.promote import alias_uri  # noqa: E402
-from serving.contract import png, request_body  # noqa: E402
+from pipeline.promote import model_name  # noqa: E402
+from serving.contract import png, post, request_body  # noqa: E402
 
 CONCURRENCY = (1, 4, 16)
 WORKERS = (1, 2)
+SERVE, PRODUCTION = "python -m serving", "python -m serving.production"
+MODEL, IDENTITY = "pictures-to-digits", "identity pyfunc (baseline)"
 
 
 @dataclass
@@ -95,85 +102,118 @@ def bodies(folder: Path) -> dict[str, Path]:
     return {name: folder / name.replace(" ", "-") for name in contents}
 
 
-def measure(model_uri: str, workers: int, kinds: dict[str, Path], seconds: float) -> list:
-    """Rows of the table for one model served by `workers` workers."""
-    rows = []
-    with serve(model_uri, workers) as (url, pid):
-        for body in kinds.values():
-            hey(url, body, concurrency=4, requests=100)  # warm-up: tracing, caches
-        before = server_memory(pid)
-        for kind, body in kinds.items():
-            for concurrency in CONCURRENCY:
-                rows.append([workers, kind, concurrency, hey(url, body, concurrency, seconds)])
-        after = server_memory(pid)
-    return [row + [before, after] for row in rows]
+def measure(url: str, pid: int, kinds: dict[str, Path], seconds: float) -> dict:
+    """{(request kind, concurrency): (Result, memory before, memory after)} for one server."""
+    for body in kinds.values():
+        hey(url, body, concurrency=4, requests=100)  # warm-up: tracing, caches
+    before = server_memory(pid)
+    results = {
+        (kind, concurrency): hey(url, body, concurrency, seconds)
+        for kind, body in kinds.items()
+        for concurrency in CONCURRENCY
+    }
+    after = server_memory(pid)
+    return {key: (result, before, after) for key, result in results.items()}
 
 
-def soak(model_uri: str, body: Path, requests: int) -> tuple[Result, int, int]:
-    """Many requests at concurrency 16 to 2 workers: the result, memory before and after."""
-    with serve(model_uri, workers=2) as (url, pid):
-        hey(url, body, concurrency=4, requests=200)
-        before = server_memory(pid)
-        result = hey(url, body, concurrency=16, requests=requests)
-        return result, before, server_memory(pid)
+def switch_under_load(url: str, body: Path, seconds: float) -> tuple[Result, float]:
+    """hey at concurrency 16 while the alias `champion` moves to the twin (version 2):
+    hey's result, and the seconds from the move to the first answer of version 2."""
+    import mlflow
+
+    from pipeline.promote import model_name
+
+    load = subprocess.Popen(
+        ["hey", "-z", f"{seconds}s", "-c", "16", "-m", "POST", "-T", "application/json"]
+        + ["-D", str(body), f"{url}/invocations"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(seconds / 6)
+    mlflow.MlflowClient().set_registered_model_alias(model_name(), "champion", "2")
+    moved = time.monotonic()
+    while post(url, body.read_bytes()).version != "2":
+        if time.monotonic() - moved > seconds:
+            raise SystemExit("error: the endpoint did not switch to version 2")
+    switched = time.monotonic() - moved
+    output, _ = load.communicate(timeout=seconds + 120)
+    return parse(output), switched
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-uri", help="a registry URI (default: the champion)")
     parser.add_argument("--seconds", type=float, default=10, help="per run (10)")
     parser.add_argument("--soak", type=int, default=10_000, help="requests (10000)")
     args = parser.parse_args()
-    model_uri = args.model_uri or alias_uri()
-    tracking.use_store()
-    mb = 1 / 2**20
+    name = model_name()
+    table = {}  # (endpoint, model, workers, kind, concurrency): (Result, before, after)
+
+    def add(endpoint: str, model: str, workers: int, rows: dict) -> None:
+        table.update({(endpoint, model, workers, *key): row for key, row in rows.items()})
 
     with tempfile.TemporaryDirectory() as tmp:
-        body = bodies(Path(tmp))
+        folder = Path(tmp)
+        store = bench_store(folder, ROOT / MODEL_PATH)
+        body = bodies(folder)
         pictures = {kind: body[kind] for kind in ("1 digit", "5 digits")}
-        models = [
-            ("pictures-to-digits", model_uri, pictures),
-            ("identity pyfunc (baseline)", identity_model(Path(tmp)), pictures),
-            (
-                "Keras flavour (baseline)",
-                keras_model(Path(tmp), ROOT / MODEL_PATH),
-                {"raw pixels": body["raw pixels"]},
-            ),
-        ]
-        table = {}
-        for name, uri, kinds in models:
-            for workers in WORKERS:
-                for row in measure(uri, workers, kinds, args.seconds):
-                    table[(name, *row[:3])] = row
-        soaked, soak_before, soak_after = soak(model_uri, body["1 digit"], args.soak)
-
-    print(f"machine: {cpu_name()}, 2 cores; model {model_uri}; {args.seconds:g} s per run\n")
+        keras = keras_model(folder, ROOT / MODEL_PATH)
+        for workers in WORKERS:
+            for model, uri, kinds in (
+                (MODEL, f"models:/{name}@champion", pictures),
+                (IDENTITY, f"models:/{name}@identity", pictures),
+                ("Keras flavour (baseline)", keras, {"raw pixels": body["raw pixels"]}),
+            ):
+                with serve(store, uri, workers) as (url, pid):
+                    add(SERVE, model, workers, measure(url, pid, kinds, args.seconds))
+            for model, alias in ((MODEL, "champion"), (IDENTITY, "identity")):
+                home = folder / f"{alias}-{workers}"
+                with production(store, alias, workers, home) as (url, pid):
+                    add(PRODUCTION, model, workers, measure(url, pid, pictures, args.seconds))
+        with production(store, "champion", 2, folder / "soak") as (url, pid):
+            hey(url, body["1 digit"], concurrency=4, requests=200)
+            before = server_memory(pid)
+            soaked = hey(url, body["1 digit"], concurrency=16, requests=args.soak)
+            after = server_memory(pid)
+            switched, switch_seconds = switch_under_load(url, body["1 digit"], 60)
+    report(table, args.seconds)
+    mb = 1 / 2**20
     print(
-        "| model | workers | request | concurrency | requests/s | p50 / p95 / p99 (ms) "
-        "| errors | server memory before / after (MB) |"
+        f"- {PRODUCTION}, 2 workers, {soaked.count} requests at concurrency 16: "
+        f"{soaked.rate:.0f}/s, {soaked.errors} errors, p99/p50 {soaked.p99 / soaked.p50:.2f}; "
+        f"memory {before * mb:.0f} MB before, {after * mb:.0f} MB after "
+        f"({(after / before - 1) * 100:+.1f}%)"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for (name, workers, kind, concurrency), row in table.items():
-        r, before, after = row[3], row[4], row[5]
+    print(
+        f"- alias moved during 60 s of load at concurrency 16: version 2 answered "
+        f"{switch_seconds:.1f} s after the move; {switched.errors} errors of "
+        f"{switched.count} requests, p99 {switched.p99:.0f} ms"
+    )
+
+
+def report(table: dict, seconds: float) -> None:
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; {seconds:g} s per run\n")
+    print(
+        "| endpoint | model | workers | request | concurrency | requests/s "
+        "| p50 / p95 / p99 (ms) | errors | memory before / after (MB) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    mb = 1 / 2**20
+    for key, (r, before, after) in table.items():
         print(
-            f"| {name} | {workers} | {kind} | {concurrency} | {r.rate:.0f} "
+            "| " + " | ".join(str(part) for part in key) + f" | {r.rate:.0f} "
             f"| {r.p50:.1f} / {r.p95:.1f} / {r.p99:.1f} | {r.errors} of {r.count} "
             f"| {before * mb:.0f} / {after * mb:.0f} |"
         )
-
-    def rate(name: str, workers: int) -> float:
-        return table[(name, workers, "1 digit", 16)][3].rate
-
-    ours = table[("pictures-to-digits", 2, "1 digit", 16)][3]
-    print("\nOne digit, concurrency 16, 2 workers:")
-    print(f"- model / identity pyfunc: {ours.rate / rate('identity pyfunc (baseline)', 2):.2f}")
-    print(f"- 2 workers / 1 worker: {ours.rate / rate('pictures-to-digits', 1):.2f}")
-    print(f"- p99 / p50: {ours.p99 / ours.p50:.2f}")
-    print(
-        f"- {soaked.count} requests: {soaked.rate:.0f}/s, {soaked.errors} errors, p99/p50 "
-        f"{soaked.p99 / soaked.p50:.2f}, server memory {soak_before * mb:.0f} MB before, "
-        f"{soak_after * mb:.0f} MB after ({(soak_after / soak_before - 1) * 100:+.1f}%)"
-    )
+    print("\nOne digit per request, concurrency 16:")
+    for endpoint in (SERVE, PRODUCTION):
+        ours = table[(endpoint, MODEL, 2, "1 digit", 16)][0]
+        identity = table[(endpoint, IDENTITY, 2, "1 digit", 16)][0]
+        one_worker = table[(endpoint, MODEL, 1, "1 digit", 16)][0]
+        print(
+            f"- {endpoint}, 2 workers: model / identity pyfunc {ours.rate / identity.rate:.2f}; "
+            f"2 workers / 1 worker {ours.rate / one_worker.rate:.2f}; "
+            f"p99 / p50 {ours.p99 / ours.p50:.2f}"
+        )
 
 
 if __name__ == "__main__":

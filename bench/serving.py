@@ -14,34 +14,25 @@ import http.client
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from endpoints import five_digit_picture, keras_model, serve  # noqa: E402  (bench/endpoints.py)
 
 from pipeline import tracking  # noqa: E402
 from pipeline.paths import MODEL_PATH, RAW_DIR  # noqa: E402
 from pipeline.preprocess import IMAGES_MAGIC, read_idx  # noqa: E402
 from pipeline.promote import alias_uri  # noqa: E402
-from serving.contract import png, read_model, request_body, wait_until_ready  # noqa: E402
+from serving.contract import png, read_model, request_body  # noqa: E402
 
 BATCH = 64
-
-
-def five_digit_picture(digits: np.ndarray) -> np.ndarray:
-    """600x200, dark ink on white, five MNIST digits scaled up 4x, unevenly spaced."""
-    canvas = Image.new("L", (600, 200), 255)
-    for left, digit in zip((10, 120, 250, 350, 480), digits, strict=True):
-        canvas.paste(Image.fromarray(255 - digit).resize((112, 112), Image.BILINEAR), (left, 44))
-    return np.asarray(canvas)
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -59,31 +50,9 @@ def measure(call, body, repeat: int) -> list[float]:
     return times
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve(model_uri: str) -> tuple[subprocess.Popen, int]:
-    """`python -m serving` (that is, `mlflow models serve`) on a free port, once it answers."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--model-uri", model_uri, "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}", running=lambda: process.poll() is None)
-    except Exception:
-        process.kill()
-        raise
-    return process, port
-
-
-def poster(port: int):
-    connection = http.client.HTTPConnection("127.0.0.1", port)  # kept alive, like a client would
+def poster(url: str):
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))  # kept alive, like a client would
 
     def post(body: bytes) -> dict:
         connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
@@ -123,36 +92,21 @@ def main() -> None:
     batched = measure(local, batch, max(n // 10, 10))
     rows.append(("pyfunc in process", single, several, BATCH / np.median(batched)))
 
-    process, port = serve(model_uri)
-    try:
-        post = poster(port)
+    with serve(tracking.tracking_uri(), model_uri) as (url, _):
+        post = poster(url)
         single = percentiles(measure(post, request_body([one]), n))
         several = percentiles(measure(post, request_body([five]), n))
         batched = measure(post, request_body(batch), max(n // 10, 10))
         rows.append(("mlflow models serve, pictures", single, several, BATCH / np.median(batched)))
-    finally:
-        process.terminate()
-        process.wait()
 
     # Baseline: the bare Keras network behind mlflow models serve, raw pixels in.
     with tempfile.TemporaryDirectory() as tmp:
-        import keras
-
-        path = f"{tmp}/keras"
-        mlflow.keras.save_model(
-            keras.models.load_model(ROOT / MODEL_PATH),
-            path,
-            pip_requirements=["tensorflow", "keras"],
-        )
-        process, port = serve(path)
-        try:
-            post = poster(port)
+        path = keras_model(Path(tmp), ROOT / MODEL_PATH)
+        with serve(tracking.tracking_uri(), path) as (url, _):
+            post = poster(url)
             body = json.dumps({"inputs": digits[:1, :, :, None].tolist()}).encode()
             single = percentiles(measure(post, body, n))
             rows.append(("baseline: Keras flavour, raw pixels", single, None, None))
-        finally:
-            process.terminate()
-            process.wait()
 
     cpu = platform.processor() or platform.machine()
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {cpu}")
