@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.numbers import make_sets, score
 from pipeline.params import load_params
-from pipeline.paths import METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR
+from pipeline.paths import METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR, written_whole
 from serving.contract import png, read_model
 
 # The fixed part of the numbers benchmark every version is measured on.
@@ -104,9 +104,11 @@ def main() -> None:
         "numbers": numbers,
         "per_class": per_class,
     }
-    METRICS_PATH.write_text(json.dumps(metrics, indent=2) + "\n")
+    with written_whole(METRICS_PATH) as path:
+        path.write_text(json.dumps(metrics, indent=2) + "\n")
     rows = "\n".join(f"{t},{p}" for t, p in zip(y, predicted, strict=True))
-    (REPORTS_DIR / "confusion.csv").write_text("actual,predicted\n" + rows + "\n")
+    with written_whole(REPORTS_DIR / "confusion.csv") as path:
+        path.write_text("actual,predicted\n" + rows + "\n")
     plots.confusion_matrix(matrix, REPORTS_DIR / "confusion.png")
     wrong = np.flatnonzero(predicted != y)
     plots.misclassified(x[wrong], y[wrong], predicted[wrong], REPORTS_DIR / "misclassified.png")
@@ -118,4 +120,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.tracking import errors_in_one_line
+
+    with errors_in_one_line():
+        main()

@@ -8,6 +8,8 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pipeline.paths import written_whole  # noqa: E402
+
 
 def training_curves(history: dict[str, list[float]], path: Path) -> None:
     epochs = range(1, len(history["loss"]) + 1)
@@ -20,7 +22,8 @@ def training_curves(history: dict[str, list[float]], path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with written_whole(path) as partial:
+        fig.savefig(partial, dpi=100)
     plt.close(fig)
 
 
@@ -36,7 +39,8 @@ def confusion_matrix(matrix: np.ndarray, path: Path) -> None:
     axis.set_ylabel("true")
     axis.set_title("Test set confusion matrix")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with written_whole(path) as partial:
+        fig.savefig(partial, dpi=100)
     plt.close(fig)
 
 
@@ -55,5 +59,6 @@ def misclassified(
             axis.set_title(f"{true[index]} -> {predicted[index]}", fontsize=9, color="crimson")
     fig.suptitle(f"Misclassified test digits (true -> predicted), first {count}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with written_whole(path) as partial:
+        fig.savefig(partial, dpi=100)
     plt.close(fig)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.params import load_params
-from pipeline.paths import PREPARED_DIR, RAW_DIR
+from pipeline.paths import PREPARED_DIR, RAW_DIR, written_whole
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -77,9 +77,13 @@ def main() -> None:
     train, val = split(x, y, params["val_size"], params["seed"], params["train_subset"])
     PREPARED_DIR.mkdir(parents=True, exist_ok=True)
     for name, (images, labels) in {"train": train, "val": val, "test": test}.items():
-        np.savez(PREPARED_DIR / f"{name}.npz", x=images, y=labels)
+        with written_whole(PREPARED_DIR / f"{name}.npz") as path:
+            np.savez(path, x=images, y=labels)
         print(f"preprocess: {name}: {len(images)} images")
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.tracking import errors_in_one_line
+
+    with errors_in_one_line():
+        main()

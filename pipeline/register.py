@@ -59,7 +59,7 @@ def main() -> None:
     test = metrics["test"]
     # Whole written numbers read right, per set of the benchmark (pipeline/numbers.py).
     numbers = {f"numbers_{name}": right for name, right in metrics["numbers"].items()}
-    with mlflow.start_run(run_id=run_id):
+    with tracking.marked_run(run_id=run_id):
         mlflow.log_metrics(
             {
                 "test_accuracy": test["accuracy"],

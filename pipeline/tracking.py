@@ -2,12 +2,15 @@
 
 `use_store` checks a tracking server before any work starts and raises StoreError with
 one line saying what to fix; `errors_in_one_line` turns that, and the login, permission
-and connection errors MLflow raises later, into that one line and a non-zero exit.
+and connection errors MLflow raises later, a file that cannot be written, Ctrl+C and
+SIGTERM into one line and a non-zero exit. `marked_run` never leaves a run RUNNING.
 """
 
 import base64
 import contextlib
 import os
+import signal
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -154,15 +157,59 @@ def explain(error: Exception) -> str | None:
     return None
 
 
+class Stopped(BaseException):
+    """SIGTERM arrived. A BaseException, as KeyboardInterrupt is, so that no `except
+    Exception` swallows it and every `with` block on the way out closes what it opened."""
+
+
+def raise_stopped(signum: int, frame) -> None:
+    raise Stopped("SIGTERM")
+
+
+@contextlib.contextmanager
+def marked_run(**start_run) -> Iterator:
+    """mlflow.start_run that never leaves the run RUNNING: it ends KILLED on Ctrl+C or
+    SIGTERM and FAILED on an error, with the reason in the tag `stopped_because`."""
+    import mlflow
+
+    with mlflow.start_run(**start_run) as run:
+        try:
+            yield run
+        except BaseException as error:
+            killed = isinstance(error, KeyboardInterrupt | Stopped)
+            reason = stop_reason(error) if killed else f"{type(error).__name__}: {error}"
+            with contextlib.suppress(Exception):  # a store that is gone cannot be told
+                mlflow.set_tag("stopped_because", reason[:5000])
+                mlflow.end_run("KILLED" if killed else "FAILED")
+            raise
+
+
+def stop_reason(error: BaseException) -> str:
+    return "Ctrl+C" if isinstance(error, KeyboardInterrupt) else "SIGTERM"
+
+
 @contextlib.contextmanager
 def errors_in_one_line() -> Iterator[None]:
-    """Exit with one line, not a traceback, when the store cannot be used.
+    """Exit with one line, not a traceback, when the store cannot be used, a file cannot
+    be written, or the user stops the command (Ctrl+C, SIGTERM: exit 130 or 143).
 
     Wrap a command's main() in it; light to import, so `--help` stays fast."""
+    signal.signal(signal.SIGTERM, raise_stopped)
     try:
         yield
+    except (KeyboardInterrupt, Stopped) as stop:
+        print(
+            f"stopped by {stop_reason(stop)}: files written so far are whole, and an MLflow "
+            "run in progress is marked KILLED; run the command again to redo the step",
+            file=sys.stderr,
+        )
+        raise SystemExit(130 if isinstance(stop, KeyboardInterrupt) else 143) from None
     except StoreError as error:
         raise SystemExit(f"error: {error}") from None
+    except OSError as error:
+        if not error.filename:  # not about a file: a bug, or the network
+            raise
+        raise SystemExit(f"error: {error.filename}: {error.strerror}") from None
     except Exception as error:
         message = explain(error)
         if message is None:

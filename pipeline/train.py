@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from pipeline.params import load_params
-from pipeline.paths import MODEL_PATH, PREPARED_DIR, REPORTS_DIR, RUN_PATH
+from pipeline.paths import MODEL_PATH, PREPARED_DIR, REPORTS_DIR, RUN_PATH, written_whole
 
 SPLITS = [PREPARED_DIR / "train.npz", PREPARED_DIR / "val.npz"]  # what training reads
 
@@ -131,7 +131,7 @@ def main() -> None:
 
     train, val = (np.load(path) for path in SPLITS)
     tracking.use_store(params["mlflow"]["experiment"])
-    with mlflow.start_run() as run:
+    with tracking.marked_run() as run:
         mlflow.log_params(tracking.training_params(params))
         mlflow.log_params({f"data.{path.stem}_sha256": file_sha256(path) for path in SPLITS})
         mlflow.log_params({"data.train_images": len(train["y"]), "data.val_images": len(val["y"])})
@@ -150,13 +150,13 @@ def main() -> None:
             }
         )
 
-        MODEL_PATH.parent.mkdir(parents=True, exist_ok=True)
-        REPORTS_DIR.mkdir(exist_ok=True)
-        model.save(MODEL_PATH)
+        with written_whole(MODEL_PATH) as path:
+            model.save(path)
         write_history(history, REPORTS_DIR / "training_history.csv")
         plots.training_curves(history, REPORTS_DIR / "training_curves.png")
         mlflow.log_artifact(str(REPORTS_DIR / "training_curves.png"), "plots")
-        RUN_PATH.write_text(json.dumps({"run_id": run.info.run_id}) + "\n")
+        with written_whole(RUN_PATH) as path:
+            path.write_text(json.dumps({"run_id": run.info.run_id}) + "\n")
     print(
         f"train: {epochs_run} epochs in {seconds:.0f} s, "
         f"validation accuracy {history['val_accuracy'][-1]:.4f}"
@@ -168,7 +168,8 @@ def write_history(history: dict[str, list[float]], path: Path) -> None:
     lines = ["epoch," + ",".join(columns)]
     for epoch in range(len(history["loss"])):
         lines.append(f"{epoch + 1}," + ",".join(f"{history[c][epoch]:.6f}" for c in columns))
-    path.write_text("\n".join(lines) + "\n")
+    with written_whole(path) as partial:
+        partial.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

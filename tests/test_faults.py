@@ -1,0 +1,126 @@
+"""Faults in the pipeline, done for real: signals sent to a real `train` process at a chosen
+epoch (found in its own output), a model file that cannot be written, a write that fails
+half-way. Each leaves the MLflow run marked, the files whole, and one line for the user.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from pipeline.paths import written_whole
+
+from helpers import run_stage, stage_env, store, write_params
+
+EPOCHS = 4
+
+
+@pytest.fixture(scope="module")
+def folder(mirror, tmp_path_factory) -> Path:
+    """MNIST with 6,000 training images prepared, and the files of an earlier training
+    that a stopped run must leave as they were."""
+    folder = tmp_path_factory.mktemp("faults")
+    shutil.copytree(mirror, folder / "data" / "raw")
+    (folder / "models").mkdir()
+    (folder / "models" / "model.keras").write_bytes(b"the model of an earlier run")
+    (folder / "models" / "mlflow_run.json").write_text('{"run_id": "earlier"}\n')
+    write_params(
+        folder,
+        preprocess={"val_size": 500, "train_subset": 6000},
+        train={"epochs": EPOCHS, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False},
+    )
+    result = run_stage("pipeline.preprocess", folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def last_run(folder: Path):
+    mlflow.set_tracking_uri(store(folder))
+    [run] = mlflow.search_runs(search_all_experiments=True, max_results=1, output_format="list")
+    return run
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted((folder / "models").iterdir())}
+
+
+def train_until_epoch(folder: Path, epoch: int) -> subprocess.Popen:
+    """`python -m pipeline.train`, returned once it has started the given epoch."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train"],
+        cwd=folder,
+        env=stage_env(MLFLOW_TRACKING_URI=store(folder), PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a terminal: a shell that started us in the background may have left
+        # SIGINT ignored, and children inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    for line in process.stdout:  # Keras prints "Epoch 2/4" as the epoch starts
+        if line.startswith(f"Epoch {epoch}/"):
+            return process
+    pytest.fail(f"train ended before epoch {epoch}: {process.stderr.read()[-2000:]}")
+
+
+@pytest.mark.parametrize(
+    "sent, exit_code, reason",
+    [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl+C")],
+    ids=["SIGTERM", "Ctrl+C"],
+)
+def test_a_stopped_training_run_is_marked_killed_and_keeps_the_old_model(
+    folder, sent, exit_code, reason
+):
+    before = files(folder)
+    process = train_until_epoch(folder, 2)
+    process.send_signal(sent)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == exit_code, stderr[-2000:]
+    [message] = [line for line in stderr.splitlines() if line.startswith("stopped by")]
+    assert message.startswith(f"stopped by {reason}:") and "Traceback" not in stderr
+    run = last_run(folder)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["stopped_because"] == reason
+    assert run.data.metrics["val_accuracy"] > 0  # the epochs before the signal are kept
+    assert files(folder) == before  # the old model and run id, whole, and nothing else
+
+
+def test_a_model_that_cannot_be_written_fails_the_run_in_one_line(folder):
+    before = files(folder)
+    write_params(
+        folder,
+        preprocess={"val_size": 500, "train_subset": 6000},
+        train={"epochs": 1, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False},
+    )
+    blocked = folder / "models" / "model.keras"
+    blocked.rename(folder / "kept.keras")
+    blocked.mkdir()  # a folder where the file goes: the rename onto it fails
+    try:
+        result = run_stage("pipeline.train", folder, MLFLOW_TRACKING_URI=store(folder))
+    finally:
+        blocked.rmdir()
+        (folder / "kept.keras").rename(blocked)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: models/model.keras: ")
+    assert "Traceback" not in result.stderr
+    run = last_run(folder)
+    assert run.info.status == "FAILED"
+    assert "models/model.keras" in run.data.tags["stopped_because"]
+    assert files(folder) == before  # no partial file left beside it
+
+
+def test_a_file_is_replaced_only_once_written_whole(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"old": 1}')
+    with pytest.raises(RuntimeError), written_whole(path) as partial:
+        partial.write_text('{"new": ')  # a crash half-way through
+        raise RuntimeError("crash")
+    assert path.read_text() == '{"old": 1}' and os.listdir(tmp_path) == ["metrics.json"]
+    with written_whole(path) as partial:
+        partial.write_text('{"new": 2}')
+    assert path.read_text() == '{"new": 2}' and os.listdir(tmp_path) == ["metrics.json"]
