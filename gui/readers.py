@@ -26,6 +26,7 @@ class LocalModel:
         except tracking.StoreError as error:
             raise LookupError(str(error)) from None
         description = tracking.describe_model(self.model_uri)
+        tracking.check_model(self.model_uri)
         self.model = mlflow.pyfunc.load_model(self.model_uri)
         store = tracking.tracking_uri()
         server = f" from {store}" if store.startswith(("http://", "https://")) else ""

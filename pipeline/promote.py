@@ -44,13 +44,20 @@ def champion(client, name: str):
 
 
 def promote(client, name: str, version: str, force: bool = False) -> None:
-    """Move the champion alias to version, refusing a less accurate one unless forced."""
+    """Move the champion alias to version, refusing one whose model cannot be loaded, and
+    a less accurate one unless forced."""
     from mlflow.exceptions import MlflowException
+
+    from pipeline import tracking
 
     try:
         chosen = client.get_model_version(name, version)
     except MlflowException:
         raise PromotionError(f"{name} has no version {version}") from None
+    try:  # a version whose files are gone would break every client at once
+        tracking.check_model(f"models:/{name}/{version}")
+    except LookupError as error:
+        raise PromotionError(f"refusing to promote: {error}") from None
     current = champion(client, name)
     if current and not force and accuracy(chosen) < accuracy(current):
         raise PromotionError(

@@ -101,6 +101,50 @@ def describe_model(uri: str) -> str:
         ) from None
 
 
+def check_model(uri: str) -> None:
+    """Raise LookupError naming the version and the fix when a registry URI names nothing,
+    or a model whose files are missing or corrupt (someone deleted mlruns/...): said
+    here in one line, before a server or the app fails on them with a traceback."""
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    description = describe_model(uri)
+    if not uri.startswith("models:/"):
+        return
+    # A check, not a download the user asked for: no progress bars (unless they want them).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            files = Path(mlflow.artifacts.download_artifacts(uri, dst_path=folder))
+        except (MlflowException, OSError) as error:
+            problem = f"its files cannot be read ({str(error).splitlines()[0][:200]})"
+        else:
+            problem = model_files_problem(files)
+    if problem is None:
+        return
+    raise LookupError(
+        f"{description} cannot be loaded: {problem}; make another version the champion "
+        "with `python -m pipeline.promote VERSION`"
+    )
+
+
+def model_files_problem(files: Path) -> str | None:
+    """What is wrong with a downloaded model folder, or None when it is whole."""
+    import zipfile
+
+    networks = list(files.glob("artifacts/*.keras"))
+    if not (files / "MLmodel").is_file() or not networks:
+        return "its files are incomplete (MLmodel or the network is missing)"
+    try:  # a .keras file is a zip archive: its checksums say whether it is whole
+        with zipfile.ZipFile(networks[0]) as archive:
+            whole = archive.testzip() is None
+    except zipfile.BadZipFile:
+        whole = False
+    return None if whole else f"its network file {networks[0].name} is corrupt"
+
+
 def login_hint(uri: str) -> str:
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
     if not user or not os.environ.get("MLFLOW_TRACKING_PASSWORD"):

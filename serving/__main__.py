@@ -36,7 +36,7 @@ def main() -> None:
     model_uri = args.model_uri or alias_uri()
     tracking.use_store()
     try:
-        tracking.describe_model(model_uri)  # fail here, clearly, not inside MLflow
+        tracking.check_model(model_uri)  # fail here, clearly, not inside MLflow
     except LookupError as error:
         raise SystemExit(f"error: {error}") from None
     # Stop the server with us, on Ctrl+C as on `kill`.

@@ -350,7 +350,7 @@ def main() -> None:
     tracking.use_store()
     name = model_name()
     try:
-        tracking.describe_model(f"models:/{name}@{args.alias}")  # says what fixes it
+        tracking.check_model(f"models:/{name}@{args.alias}")  # says what fixes it
     except LookupError as error:
         raise SystemExit(f"error: {error}") from None
     version = alias_version(name, args.alias)

@@ -4,6 +4,7 @@ half-way. Each leaves the MLflow run marked, the files whole, and one line for t
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,14 +16,14 @@ import pytest
 
 from pipeline.paths import written_whole
 
-from helpers import run_stage, stage_env, store, write_params
+from helpers import MODEL_NAME, REPO, free_port, run_stage, stage_env, store, write_params
 
 EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
 def folder(mirror, tmp_path_factory) -> Path:
-    """MNIST with 6,000 training images prepared, and the files of an earlier training
+    """MNIST with 2,000 training images prepared, and the files of an earlier training
     that a stopped run must leave as they were."""
     folder = tmp_path_factory.mktemp("faults")
     shutil.copytree(mirror, folder / "data" / "raw")
@@ -31,7 +32,7 @@ def folder(mirror, tmp_path_factory) -> Path:
     (folder / "models" / "mlflow_run.json").write_text('{"run_id": "earlier"}\n')
     write_params(
         folder,
-        preprocess={"val_size": 500, "train_subset": 6000},
+        preprocess={"val_size": 500, "train_subset": 2000},
         train={"epochs": EPOCHS, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False},
     )
     result = run_stage("pipeline.preprocess", folder)
@@ -94,7 +95,7 @@ def test_a_model_that_cannot_be_written_fails_the_run_in_one_line(folder):
     before = files(folder)
     write_params(
         folder,
-        preprocess={"val_size": 500, "train_subset": 6000},
+        preprocess={"val_size": 500, "train_subset": 2000},
         train={"epochs": 1, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False},
     )
     blocked = folder / "models" / "model.keras"
@@ -124,3 +125,77 @@ def test_a_file_is_replaced_only_once_written_whole(tmp_path):
     with written_whole(path) as partial:
         partial.write_text('{"new": 2}')
     assert path.read_text() == '{"new": 2}' and os.listdir(tmp_path) == ["metrics.json"]
+
+
+@pytest.fixture(scope="module")
+def broken(work, tmp_path_factory) -> Path:
+    """A store of its own holding the network of the tests' champion three times:
+    version 1 (champion) and 2 whole, version 3 with its network file cut in half."""
+    from serving.package import model_arguments
+
+    folder = tmp_path_factory.mktemp("broken")
+    mlflow.set_tracking_uri(store(work))
+    keras_file = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/1"))
+    keras_file = next(keras_file.glob("artifacts/*.keras"))
+    mlflow.set_tracking_uri(store(folder))
+    mlflow.set_experiment(
+        experiment_id=mlflow.create_experiment("mnist", (folder / "mlruns").as_uri())
+    )
+    for _ in range(3):
+        with mlflow.start_run():
+            mlflow.pyfunc.log_model(
+                name="model", registered_model_name=MODEL_NAME, **model_arguments(keras_file)
+            )
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(MODEL_NAME, "champion", "1")
+    network = next(model_files(folder, "3").glob("artifacts/*.keras"))
+    network.write_bytes(network.read_bytes()[: network.stat().st_size // 2])
+    shutil.copy(REPO / "params.yaml", folder / "params.yaml")
+    return folder
+
+
+def model_files(folder: Path, version: str) -> Path:
+    """Where a version's files are on disk."""
+    client = mlflow.MlflowClient(store(folder))
+    source = client.get_model_version(MODEL_NAME, version).source  # models:/<model id>
+    model = client.get_logged_model(source.removeprefix("models:/"))
+    return Path(model.artifact_location.removeprefix("file://"))
+
+
+def command(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=folder,
+        env=stage_env(MLFLOW_TRACKING_URI=store(folder)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_promote_refuses_a_version_whose_model_cannot_be_loaded(broken):
+    result = command(broken, "-m", "pipeline.promote", "3", "--force")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: refusing to promote: {MODEL_NAME} version 3 cannot be loaded: its network "
+        "file model.keras is corrupt; make another version the champion with "
+        "`python -m pipeline.promote VERSION`"
+    )
+    client = mlflow.MlflowClient(store(broken))
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == "1"
+
+
+def test_a_champion_whose_files_are_gone_is_named_by_every_client(broken, monkeypatch):
+    from gui.readers import LocalModel
+
+    shutil.rmtree(model_files(broken, "1"))  # someone deleted mlruns/...
+    expected = f"{MODEL_NAME}@champion (version 1) cannot be loaded: its files cannot be read"
+    served = command(broken, "-m", "serving", "--port", str(free_port()))
+    assert served.returncode == 1 and "Traceback" not in served.stderr
+    assert served.stderr.strip().startswith(f"error: {expected}")
+    assert "python -m pipeline.promote VERSION" in served.stderr
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store(broken))
+    with pytest.raises(LookupError, match=re.escape(expected)):
+        LocalModel(f"models:/{MODEL_NAME}@champion").load()  # the app's status line
+    # The fix it names works: another version becomes the champion.
+    assert command(broken, "-m", "pipeline.promote", "2", "--force").returncode == 0

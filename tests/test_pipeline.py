@@ -1,6 +1,7 @@
 """End to end: `dvc repro` in a copy of this repository, on a few hundred real images."""
 
 import base64
+import hashlib
 import io
 import json
 import re
@@ -154,6 +155,30 @@ def train_output(work: Path, tmp_path: Path, terminal: bool) -> str:
     os.close(parent)
     assert process.wait() == 0, output.decode(errors="replace")
     return output.decode(errors="replace")
+
+
+def test_a_second_repro_stops_at_the_lock_and_the_first_finishes(repo, mirror):
+    set_params(repo, train={"epochs": 20})  # long enough for the second to start meanwhile
+    env = stage_env(MNIST_MIRROR=str(mirror), PYTHONUNBUFFERED="1")
+    first = subprocess.Popen(
+        ["dvc", "repro", "--single-item", "train"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in first.stdout:  # wait until it trains: DVC holds its lock then
+        if line.startswith("Epoch 1/"):
+            break
+    second = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    rest = first.stdout.read()
+    assert first.wait(timeout=300) == 0, rest
+    assert second.returncode != 0
+    assert "is busy, it is being blocked by" in second.stderr  # DVC's lock on the outputs
+    assert "Running stage" not in second.stdout  # it did nothing
+    model_md5 = hashlib.md5((repo / MODEL_PATH).read_bytes()).hexdigest()
+    assert locked_model_md5(repo) == model_md5  # the first one finished and recorded it
 
 
 def test_training_shows_a_progress_bar_at_a_terminal_and_lines_in_a_log(work, tmp_path):

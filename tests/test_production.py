@@ -210,12 +210,12 @@ def test_a_promotion_reaches_it_with_no_failed_request(production, test_digits):
         )
         assert result.returncode == 0, result.stderr
         to_2 = first_answer("2", promoted)
-        time.sleep(SETTLE + 3)
+        time.sleep(SETTLE + 1)
         moved = time.monotonic()
         client_api = mlflow.MlflowClient(store(production.work))
         client_api.set_registered_model_alias(MODEL_NAME, "champion", "1")  # as the UI does
         to_1 = first_answer("1", moved)
-        time.sleep(SETTLE + 3)
+        time.sleep(SETTLE + 1)
     finally:
         stop.set()
         client.join()
