@@ -146,7 +146,7 @@ def run_pipeline(log: list) -> tuple[int, float]:
     p = load_params()["train"]
     train, val, test = (np.load(PREPARED_DIR / f"{n}.npz") for n in ("train", "val", "test"))
     callback = test_accuracy_callback(test["x"], test["y"], log)
-    model, _ = fit(train, val, p, [callback])
+    model = fit(train, val, p, [callback])
     # The last epoch's weights are the final model, as in the pipeline.
     predicted = model.predict(test["x"], batch_size=1000, verbose=0).argmax(axis=1)
     return len(train["y"]), float(np.mean(predicted == test["y"]))

@@ -228,6 +228,42 @@ def marked_run(**start_run) -> Iterator:
             raise
 
 
+class SignalsRecorded:
+    """Ctrl+C and SIGTERM noted, not raised, inside a `with` block: for code that must
+    stop at a point of its own choosing. (KeyboardInterrupt unwinding through Keras' fit
+    once crashed the process inside tf.data's threads.) Leaving the block raises what
+    was noted: KeyboardInterrupt, or Stopped for SIGTERM."""
+
+    def __enter__(self) -> "SignalsRecorded":
+        self.received: int | None = None
+        self.previous = {
+            number: signal.signal(number, self.note) for number in (signal.SIGINT, signal.SIGTERM)
+        }
+        return self
+
+    def note(self, signum: int, frame) -> None:
+        self.received = signum
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        if error_type is None and self.received == signal.SIGINT:
+            raise KeyboardInterrupt
+        if error_type is None and self.received == signal.SIGTERM:
+            raise Stopped("SIGTERM")
+
+
+def run_exists(run_id: str) -> bool:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
 def stop_reason(error: BaseException) -> str:
     return "Ctrl+C" if isinstance(error, KeyboardInterrupt) else "SIGTERM"
 
@@ -244,7 +280,8 @@ def errors_in_one_line() -> Iterator[None]:
     except (KeyboardInterrupt, Stopped) as stop:
         print(
             f"stopped by {stop_reason(stop)}: files written so far are whole, and an MLflow "
-            "run in progress is marked KILLED; run the command again to redo the step",
+            "run in progress is marked KILLED; run the command again to go on (training "
+            "resumes after its last whole epoch)",
             file=sys.stderr,
         )
         raise SystemExit(130 if isinstance(stop, KeyboardInterrupt) else 143) from None

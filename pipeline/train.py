@@ -9,7 +9,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from pipeline.params import load_params
@@ -33,76 +32,131 @@ def git_commit() -> str:
         return "unknown"
 
 
-def make_dataset(x, y, batch_size: int, shuffle_seed: int | None = None, augment: bool = False):
-    """Batches of uint8 images, shuffled each epoch when a seed is given, distorted a
-    little when augment is set (see `distort`), prefetched."""
+def training_batches(train, p: dict, first_epoch: int):
+    """The training batches of epochs first_epoch + 1 to p["epochs"], one epoch after the
+    other, prefetched.
+
+    Each epoch's order, and its distortions when p["augment"] is set, depend only on the
+    seed and the epoch's number (stateless random ops): a run resumed after epoch k sees
+    the same batches as a run that never stopped.
+    """
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if augment:
-        dataset = dataset.map(distort(shuffle_seed), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    images, labels = tf.constant(train["x"]), tf.constant(train["y"])
+
+    def epoch_batches(epoch):
+        seed = tf.stack([tf.constant(p["seed"], tf.int64), epoch])
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(train["y"])), seed)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(p["batch_size"])
+        batches = batches.enumerate().map(
+            lambda step, indices: (
+                tf.random.experimental.stateless_fold_in(seed, step),
+                tf.gather(images, indices),
+                tf.gather(labels, indices),
+            )
+        )
+        if p["augment"]:
+            return batches.map(distort, num_parallel_calls=tf.data.AUTOTUNE)
+        return batches.map(lambda seed, x, y: (x, y))
+
+    epochs = tf.data.Dataset.range(first_epoch, p["epochs"])
+    return epochs.flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
 
 
-def distort(seed: int | None):
-    """A function that varies a batch of digits as people's writing varies: turned by up
-    to 10 degrees, 10% larger or smaller, moved by up to 2 pixels, and a third of them
-    written with a thicker pen, a third with a thinner one. Still uint8."""
+def distort(seed, images, labels):
+    """Vary a batch of digits as people's writing varies: turned by up to 11 degrees, 10%
+    larger or smaller, moved by up to 2 pixels, and a third of them written with a thicker
+    pen, a third with a thinner one. The same seed gives the same distortions. Still uint8.
+    """
+    import math
+
     import keras
     import tensorflow as tf
 
-    layers = keras.Sequential(
-        [
-            keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
-            keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed),
-            keras.layers.RandomTranslation(0.07, 0.07, fill_mode="constant", seed=seed),
-        ]
+    turn, size, move, pen = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    count = tf.shape(images)[0]
+    angle = tf.random.stateless_uniform([count], turn, -0.06 * math.pi, 0.06 * math.pi)
+    scale = tf.random.stateless_uniform([count], size, 0.9, 1.1)
+    dx, dy = tf.unstack(tf.random.stateless_uniform([2, count], move, -2.0, 2.0))
+    # Each output pixel p takes the input pixel at A (p - c) + c + shift, where A turns and
+    # scales about the centre c (Keras' projective transform, in its 8-number form).
+    cos, sin, c = scale * tf.cos(angle), scale * tf.sin(angle), 13.5
+    zero = tf.zeros([count])
+    transform = tf.stack(
+        [cos, -sin, c - c * cos + c * sin + dx, sin, cos, c - c * sin - c * cos + dy, zero, zero],
+        axis=1,
     )
-
-    def apply(images, labels):
-        x = layers(tf.cast(images, tf.float32), training=True)
-        thicker = tf.nn.max_pool2d(x, 2, 1, "SAME")
-        thinner = -tf.nn.max_pool2d(-x, 2, 1, "SAME")
-        pen = tf.random.uniform([tf.shape(x)[0], 1, 1, 1], seed=seed)
-        x = tf.where(pen < 1 / 3, thicker, tf.where(pen < 2 / 3, thinner, x))
-        return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), labels
-
-    return apply
+    x = keras.ops.image.affine_transform(
+        tf.cast(images, tf.float32), transform, interpolation="bilinear", fill_mode="constant"
+    )
+    thicker = tf.nn.max_pool2d(x, 2, 1, "SAME")
+    thinner = -tf.nn.max_pool2d(-x, 2, 1, "SAME")
+    pen = tf.random.stateless_uniform([count, 1, 1, 1], pen)
+    x = tf.where(pen < 1 / 3, thicker, tf.where(pen < 2 / 3, thinner, x))
+    return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), labels
 
 
-def fit(train, val, p: dict, callbacks: list) -> tuple:
-    """Train the CNN with the train parameters p; return the model and its history.
+def fit(train, val, p: dict, callbacks: list, resume_from: Path | None = None):
+    """Train the CNN with the train parameters p and return it; from the model saved at
+    resume_from (its optimiser state and epoch count included) when given.
 
     The learning rate warms up over the first warmup_epochs, from a tenth of its peak,
     then decays to 0 along a cosine (big steps first, fine ones last). The last epoch's
     weights are the model: the schedule ends on its finest steps, and 5,000 validation
     images cannot choose between epochs 0.1 point apart (docs/pipeline.md).
+
+    Ctrl+C or SIGTERM stops training at the end of the current batch, sets
+    `model.stop_training` for the callbacks, and is raised once `fit` has returned.
     """
     import keras
 
     from pipeline.model import build_model
+    from pipeline.tracking import SignalsRecorded
 
     # Mixed precision computes in bfloat16 and keeps float32 weights: up to 2x faster on
     # CPUs with native bfloat16, slower where it is emulated, so off by default
     # (docs/benchmarks.md).
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if p["mixed_precision"] else "float32")
     keras.utils.set_random_seed(p["seed"])
-    model = build_model(learning_rate_schedule(len(train["y"]), p))
-    history = model.fit(
-        make_dataset(
-            train["x"], train["y"], p["batch_size"], shuffle_seed=p["seed"], augment=p["augment"]
-        ),
-        validation_data=make_dataset(val["x"], val["y"], 1024),
-        epochs=p["epochs"],
-        callbacks=callbacks,
-        shuffle=False,  # the dataset reshuffles itself every epoch
-        # At a terminal, a progress bar with the time left in the epoch; in a log, a line per epoch.
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
-    return model, history.history
+    if resume_from:
+        model = keras.models.load_model(resume_from)
+    else:
+        model = build_model(learning_rate_schedule(len(train["y"]), p))
+    steps_per_epoch = -(-len(train["y"]) // p["batch_size"])
+    first_epoch = int(model.optimizer.iterations) // steps_per_epoch
+
+    def reseed_dropout(epoch: int, logs: dict) -> None:
+        # Dropout draws its masks from a state that Keras does not save with the model:
+        # each epoch's starts from the seed and the epoch's number, as its batches do.
+        for number, layer in enumerate(model.layers):
+            if isinstance(layer, keras.layers.Dropout):
+                layer.seed_generator.state.assign([p["seed"] + number, epoch * 2**20])
+
+    with SignalsRecorded() as signals:
+
+        def stop_if_signalled(batch: int, logs: dict) -> None:
+            if signals.received:
+                model.stop_training = True
+
+        model.fit(
+            training_batches(train, p, first_epoch),
+            steps_per_epoch=steps_per_epoch,
+            initial_epoch=first_epoch,
+            epochs=p["epochs"],
+            shuffle=False,  # each epoch's order is in training_batches
+            validation_data=(val["x"], val["y"]),
+            validation_batch_size=1024,
+            callbacks=[
+                keras.callbacks.LambdaCallback(
+                    on_epoch_begin=reseed_dropout, on_train_batch_end=stop_if_signalled
+                ),
+                *callbacks,
+            ],
+            # At a terminal, a progress bar with the time left in the epoch; in a log, a
+            # line per epoch.
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    return model
 
 
 def learning_rate_schedule(images: int, p: dict):
@@ -127,26 +181,35 @@ def main() -> None:
     import mlflow
     import numpy as np
 
-    from pipeline import plots, tracking
+    from pipeline import plots, resume, tracking
 
     train, val = (np.load(path) for path in SPLITS)
-    tracking.use_store(params["mlflow"]["experiment"])
-    with tracking.marked_run() as run:
-        mlflow.log_params(tracking.training_params(params))
-        mlflow.log_params({f"data.{path.stem}_sha256": file_sha256(path) for path in SPLITS})
-        mlflow.log_params({"data.train_images": len(train["y"]), "data.val_images": len(val["y"])})
-        mlflow.set_tag("git_commit", git_commit())
+    run_params = tracking.training_params(params)
+    run_params |= {f"data.{path.stem}_sha256": file_sha256(path) for path in SPLITS}
+    run_params |= {"data.train_images": len(train["y"]), "data.val_images": len(val["y"])}
+    experiment = params["mlflow"]["experiment"]
+    tracking.use_store(experiment)
+    fingerprint = resume.fingerprint(run_params | {"experiment": experiment})
+    backup = resume.load(fingerprint)
+    if backup and not tracking.run_exists(backup.run_id):  # kept while using another store
+        backup = None
+    with tracking.marked_run(run_id=backup.run_id if backup else None) as run:
+        if backup:
+            print(f"train: resuming MLflow run {backup.run_id} after epoch {backup.epochs}")
+            mlflow.set_tag("resumed_after_epoch", backup.epochs)
+        else:
+            backup = resume.Backup(fingerprint, run.info.run_id, epochs=0, history={}, seconds=0)
+            mlflow.log_params(run_params)
+            mlflow.set_tag("git_commit", git_commit())
 
-        started = time.perf_counter()
-        model, history = fit(train, val, p, [mlflow.keras.MlflowCallback(log_every_epoch=True)])
-        seconds = time.perf_counter() - started
-
-        epochs_run = len(history["loss"])
+        resume_from = backup.model_path if backup.epochs else None
+        model = fit(train, val, p, [resume.EveryWholeEpoch(backup)], resume_from)
+        history, seconds = backup.history, backup.seconds
         mlflow.log_metrics(
             {
                 "final_val_accuracy": history["val_accuracy"][-1],
                 "train_seconds": seconds,
-                "train_images_per_second": len(train["y"]) * epochs_run / seconds,
+                "train_images_per_second": len(train["y"]) * p["epochs"] / seconds,
             }
         )
 
@@ -157,8 +220,9 @@ def main() -> None:
         mlflow.log_artifact(str(REPORTS_DIR / "training_curves.png"), "plots")
         with written_whole(RUN_PATH) as path:
             path.write_text(json.dumps({"run_id": run.info.run_id}) + "\n")
+        resume.discard()  # finished: nothing to resume
     print(
-        f"train: {epochs_run} epochs in {seconds:.0f} s, "
+        f"train: {p['epochs']} epochs in {seconds:.0f} s, "
         f"validation accuracy {history['val_accuracy'][-1]:.4f}"
     )
 
