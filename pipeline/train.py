@@ -3,6 +3,10 @@
 Every run is tracked in MLflow as it trains (parameters, data checksums, git commit,
 per-epoch metrics, training curves). The run id goes to models/mlflow_run.json so that
 the register stage adds the test metrics and the model to the same run.
+
+A run stopped by Ctrl+C, SIGTERM or an error resumes after its last whole epoch, in the
+same MLflow run, when run again with the same parameters, data and code
+(pipeline/resume.py); it then ends with the metrics of a run that never stopped.
 """
 
 import hashlib

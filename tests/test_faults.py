@@ -1,6 +1,7 @@
 """Faults in the pipeline, done for real: signals sent to a real `train` process at a chosen
 epoch (found in its own output), a model file that cannot be written, a write that fails
-half-way. Each leaves the MLflow run marked, the files whole, and one line for the user.
+half-way, a champion whose files are gone. Each leaves the MLflow run marked, the files
+whole, and one line for the user; a stopped training run resumes where it stopped.
 """
 
 import os
@@ -19,6 +20,7 @@ from pipeline.paths import written_whole
 from helpers import MODEL_NAME, REPO, free_port, run_stage, stage_env, store, write_params
 
 EPOCHS = 4
+TINY = {"val_size": 500, "train_subset": 2000}  # MNIST images prepared, per split
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +32,34 @@ def folder(mirror, tmp_path_factory) -> Path:
     (folder / "models").mkdir()
     (folder / "models" / "model.keras").write_bytes(b"the model of an earlier run")
     (folder / "models" / "mlflow_run.json").write_text('{"run_id": "earlier"}\n')
-    write_params(
-        folder,
-        preprocess={"val_size": 500, "train_subset": 2000},
-        train={"epochs": EPOCHS, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False},
-    )
+    use_params(folder)
     result = run_stage("pipeline.preprocess", folder)
     assert result.returncode == 0, result.stderr
     return folder
+
+
+def use_params(folder: Path, **train) -> None:
+    """Train EPOCHS epochs at the tutorial's constant rate, with train's changes."""
+    constant = {"epochs": EPOCHS, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False}
+    write_params(folder, preprocess=TINY, train=constant | train)
+
+
+def train(folder: Path) -> subprocess.CompletedProcess:
+    result = run_stage("pipeline.train", folder, MLFLOW_TRACKING_URI=store(folder))
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def last_run(folder: Path):
     mlflow.set_tracking_uri(store(folder))
     [run] = mlflow.search_runs(search_all_experiments=True, max_results=1, output_format="list")
     return run
+
+
+def val_accuracy(folder: Path, run_id: str) -> list[tuple[int, float]]:
+    """A run's validation accuracy as logged, (epoch, accuracy) by epoch."""
+    history = mlflow.MlflowClient(store(folder)).get_metric_history(run_id, "val_accuracy")
+    return sorted((metric.step, metric.value) for metric in history)
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -77,6 +93,7 @@ def train_until_epoch(folder: Path, epoch: int) -> subprocess.Popen:
 def test_a_stopped_training_run_is_marked_killed_and_keeps_the_old_model(
     folder, sent, exit_code, reason
 ):
+    use_params(folder)
     before = files(folder)
     process = train_until_epoch(folder, 2)
     process.send_signal(sent)
@@ -89,15 +106,52 @@ def test_a_stopped_training_run_is_marked_killed_and_keeps_the_old_model(
     assert run.data.tags["stopped_because"] == reason
     assert run.data.metrics["val_accuracy"] > 0  # the epochs before the signal are kept
     assert files(folder) == before  # the old model and run id, whole, and nothing else
+    assert (folder / "train-backup" / "epoch-1.keras").is_file()  # kept to resume from
+
+
+def test_a_killed_training_run_resumes_and_ends_as_if_it_never_stopped(folder):
+    # Warm-up, distortions and dropout all draw on the seed: the hard case for resuming.
+    use_params(folder, warmup_epochs=1, augment=True)
+    train(folder)
+    expected = val_accuracy(folder, last_run(folder).info.run_id)
+    history = (folder / "reports" / "training_history.csv").read_text()
+
+    process = train_until_epoch(folder, 3)
+    process.kill()  # SIGKILL, as a CI job or the kernel kills: nothing of ours runs
+    process.wait()
+    killed = last_run(folder).info.run_id
+    assert val_accuracy(folder, killed) == expected[:2]
+
+    resumed = train(folder)
+    assert f"resuming MLflow run {killed} after epoch 2" in resumed.stdout
+    assert "Epoch 1/" not in resumed.stdout and f"Epoch 3/{EPOCHS}" in resumed.stdout
+    run = last_run(folder)
+    assert (run.info.run_id, run.info.status) == (killed, "FINISHED")
+    assert run.data.tags["resumed_after_epoch"] == "2"
+    assert val_accuracy(folder, killed) == expected  # epoch by epoch, to the last digit
+    assert (folder / "reports" / "training_history.csv").read_text() == history
+    assert not (folder / "train-backup").exists()  # finished: nothing left to resume
+
+
+def test_a_backup_made_with_other_parameters_is_thrown_away(tmp_path, monkeypatch):
+    import keras
+
+    from pipeline import resume
+
+    monkeypatch.chdir(tmp_path)
+    fingerprint = resume.fingerprint({"train.epochs": 4, "data.train_sha256": "abc"})
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adadelta", loss="mse")
+    for changed in ({"train.epochs": 5, "data.train_sha256": "abc"}, {"train.epochs": 4}):
+        resume.save(model, resume.Backup(fingerprint, "run-1", epochs=1, history={}, seconds=9))
+        assert resume.load(fingerprint).run_id == "run-1"
+        assert resume.load(resume.fingerprint(changed)) is None
+        assert not Path("train-backup").exists()
 
 
 def test_a_model_that_cannot_be_written_fails_the_run_in_one_line(folder):
     before = files(folder)
-    write_params(
-        folder,
-        preprocess={"val_size": 500, "train_subset": 2000},
-        train={"epochs": 1, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False},
-    )
+    use_params(folder, epochs=1)
     blocked = folder / "models" / "model.keras"
     blocked.rename(folder / "kept.keras")
     blocked.mkdir()  # a folder where the file goes: the rename onto it fails

@@ -4,8 +4,10 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import psutil
 import pytest
 import yaml
 from PIL import Image
@@ -158,7 +161,7 @@ def train_output(work: Path, tmp_path: Path, terminal: bool) -> str:
 
 
 def test_a_second_repro_stops_at_the_lock_and_the_first_finishes(repo, mirror):
-    set_params(repo, train={"epochs": 20})  # long enough for the second to start meanwhile
+    set_params(repo, train={"epochs": 3})
     env = stage_env(MNIST_MIRROR=str(mirror), PYTHONUNBUFFERED="1")
     first = subprocess.Popen(
         ["dvc", "repro", "--single-item", "train"],
@@ -171,7 +174,15 @@ def test_a_second_repro_stops_at_the_lock_and_the_first_finishes(repo, mirror):
     for line in first.stdout:  # wait until it trains: DVC holds its lock then
         if line.startswith("Epoch 1/"):
             break
-    second = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    # Paused, so that it is still running however long the second takes to start.
+    paused = [first.pid] + [child.pid for child in psutil.Process(first.pid).children(True)]
+    for pid in paused:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
     rest = first.stdout.read()
     assert first.wait(timeout=300) == 0, rest
     assert second.returncode != 0
