@@ -19,11 +19,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import keras
-import mlflow
+from typing import TYPE_CHECKING
 
 from pipeline.paths import BACKUP_DIR, written_whole
+
+if TYPE_CHECKING:
+    import keras
 
 STATE_PATH = BACKUP_DIR / "state.json"
 
@@ -69,7 +70,7 @@ def discard() -> None:
     shutil.rmtree(BACKUP_DIR, ignore_errors=True)
 
 
-def save(model: keras.Model, backup: Backup) -> None:
+def save(model: "keras.Model", backup: Backup) -> None:
     """Write the model first and the state naming it last, each whole: a crash between
     the two leaves the previous epoch's backup, which is still good."""
     with written_whole(backup.model_path) as path:
@@ -81,26 +82,30 @@ def save(model: keras.Model, backup: Backup) -> None:
             older.unlink()
 
 
-class EveryWholeEpoch(keras.callbacks.Callback):
-    """At the end of each whole epoch: its metrics go to the MLflow run and into the
-    backup's history, its time into the backup's seconds, and the model into the backup.
-    An epoch cut short by a stop request (`model.stop_training`) is neither logged nor
-    kept: the resumed run does it again."""
+def every_whole_epoch(backup: Backup) -> "keras.callbacks.Callback":
+    """A Keras callback: at the end of each whole epoch, its metrics go to the MLflow run
+    and into the backup's history, its time into the backup's seconds, and the model into
+    the backup. An epoch cut short by a stop request (`model.stop_training`) is neither
+    logged nor kept: the resumed run does it again.
 
-    def __init__(self, backup: Backup) -> None:
-        super().__init__()
-        self.backup = backup
+    Keras and MLflow load here, not when this module is imported: `train` checks the
+    store and starts its run first, so that a store it cannot use says so at once."""
+    import keras
+    import mlflow
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.started = time.perf_counter()
+    class EveryWholeEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.started = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.model.stop_training:
-            return
-        logs = {name: float(value) for name, value in (logs or {}).items()}
-        for name, value in logs.items():
-            self.backup.history.setdefault(name, []).append(value)
-        mlflow.log_metrics(logs, step=epoch)
-        self.backup.epochs = epoch + 1
-        self.backup.seconds += time.perf_counter() - self.started
-        save(self.model, self.backup)
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if self.model.stop_training:
+                return
+            logs = {name: float(value) for name, value in (logs or {}).items()}
+            for name, value in logs.items():
+                backup.history.setdefault(name, []).append(value)
+            mlflow.log_metrics(logs, step=epoch)
+            backup.epochs = epoch + 1
+            backup.seconds += time.perf_counter() - self.started
+            save(self.model, backup)
+
+    return EveryWholeEpoch()

@@ -207,7 +207,7 @@ def main() -> None:
             mlflow.set_tag("git_commit", git_commit())
 
         resume_from = backup.model_path if backup.epochs else None
-        model = fit(train, val, p, [resume.EveryWholeEpoch(backup)], resume_from)
+        model = fit(train, val, p, [resume.every_whole_epoch(backup)], resume_from)
         history, seconds = backup.history, backup.seconds
         mlflow.log_metrics(
             {
