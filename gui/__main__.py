@@ -3,11 +3,15 @@
 python -m gui                                        # the champion, in process
 python -m gui --model-uri models:/mnist-cnn@challenger
 python -m gui --endpoint http://127.0.0.1:5001       # a running `python -m serving`
+python -m gui --feedback ~/corrections              # where corrections go
 
 The champion is `models:/<mlflow.model_name of params.yaml>@champion`.
 """
 
 import argparse
+from pathlib import Path
+
+from pipeline.paths import FEEDBACK_DIR
 
 
 def main() -> None:
@@ -15,6 +19,9 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model-uri", help="a registry URI or a model folder (the champion)")
     source.add_argument("--endpoint", help="URL of a running endpoint, instead of the model")
+    parser.add_argument(
+        "--feedback", type=Path, default=FEEDBACK_DIR, help="where corrections are saved"
+    )
     args = parser.parse_args()
 
     try:
@@ -33,7 +40,7 @@ def main() -> None:
         root = tk.Tk()
     except tk.TclError as error:
         raise SystemExit(f"error: cannot open a window ({error}): is there a display?") from None
-    App(root, reader)
+    App(root, reader, args.feedback)
     root.mainloop()
 
 

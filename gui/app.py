@@ -4,6 +4,10 @@ Each stroke is drawn on the Tk canvas and, at the same time, into an off-screen 
 image; that image is what the model reads (the app never grabs the screen). Loading the
 model and reading happen in threads, so the window never waits for them; Tk is only
 touched from its own loop, which picks up their answers from a queue.
+
+A reading can be corrected: click a digit's label (or select it with the arrow keys) and
+type the right digit, or mark the whole reading right. Each correction is saved at once
+to the feedback folder (pipeline/feedback.py), on this machine, whichever model reads.
 """
 
 import io
@@ -11,11 +15,14 @@ import queue
 import threading
 import tkinter as tk
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from tkinter import filedialog
 
 from PIL import Image, ImageDraw
 
+from pipeline import feedback
+from pipeline.paths import FEEDBACK_DIR
 from serving.normalize import on_paper
 
 WIDTH, HEIGHT = 800, 300
@@ -31,9 +38,19 @@ class Stroke:
     items: list[int] = field(default_factory=list)  # canvas items drawn for it
 
 
+@dataclass
+class Reading:
+    """The reading on screen, which corrections refer to."""
+
+    picture: bytes  # the drawing as the model read it (PNG)
+    result: dict  # the model's answer, with the version that gave it
+    labels: list[int]  # per digit: as read, or as corrected
+    drawing: str | None = None  # its id in the feedback folder, once saved there
+
+
 class App:
-    def __init__(self, root: tk.Tk, reader):
-        self.root, self.reader = root, reader
+    def __init__(self, root: tk.Tk, reader, feedback_dir: Path = FEEDBACK_DIR):
+        self.root, self.reader, self.feedback_dir = root, reader, feedback_dir
         self.ready = False
         self.source = ""  # what reads the drawings, for the status line
         self.changes = 0  # edits of the drawing so far: a reading of an older one is dropped
@@ -44,6 +61,8 @@ class App:
         self.image = self.background.copy()  # background plus strokes: what the model reads
         self.photo = None  # keeps the opened picture's Tk image alive
         self.auto_job = None
+        self.shown: Reading | None = None
+        self.selected: int | None = None  # the digit of the reading that a key corrects
         self.messages: queue.Queue = queue.Queue()
         self._build()
         self.set_status("loading model …")
@@ -63,6 +82,7 @@ class App:
         bar.pack(fill="x", padx=8)
         for text, command in [
             ("Recognise", self.recognise),
+            ("Read right", self.mark_read_right),
             ("Undo", self.undo),
             ("Clear", self.clear),
             ("Open…", self.open_image),
@@ -93,6 +113,12 @@ class App:
         root.bind("<Escape>", lambda _: self.clear())
         root.bind("<Delete>", lambda _: self.clear())
         root.bind("<Control-z>", lambda _: self.undo())
+        root.bind("<Control-Return>", lambda _: self.mark_read_right())
+        root.bind("<Left>", lambda _: self.select_next(-1))
+        root.bind("<Right>", lambda _: self.select_next(1))
+        for digit in range(10):
+            root.bind(str(digit), lambda _, digit=digit: self.correct(digit))
+            root.bind(f"<KP_{digit}>", lambda _, digit=digit: self.correct(digit))
 
     # The model loads in a thread; Tk is only touched from the main loop.
     def _load(self) -> None:
@@ -118,17 +144,26 @@ class App:
 
     # Drawing
     def pen_down(self, event) -> None:
+        self.stroke = None
+        clicked = self._digit_at(event.x, event.y)
+        if clicked is not None:  # a digit's label: select it for correcting, draw nothing
+            self.select(clicked)
+            return
         self._cancel_auto()
         self.changes += 1
         self.stroke = Stroke(self.pen.get(), [(event.x, event.y)])
         self._draw_segment(event.x, event.y, event.x, event.y)
 
     def pen_move(self, event) -> None:
+        if self.stroke is None:
+            return
         (x0, y0) = self.stroke.points[-1]
         self.stroke.points.append((event.x, event.y))
         self._draw_segment(x0, y0, event.x, event.y)
 
     def pen_up(self, _event) -> None:
+        if self.stroke is None:
+            return
         self.strokes.append(self.stroke)
         if self.auto.get():
             self.auto_job = self.root.after(AUTO_DELAY_MS, self.recognise)
@@ -188,7 +223,7 @@ class App:
     def _read(self, changes: int, png: bytes) -> None:
         """In a thread: read one drawing, and queue the answer for the Tk loop."""
         try:
-            self.messages.put(("read", changes, self.reader.read(png)))
+            self.messages.put(("read", changes, (png, self.reader.read(png))))
         except Exception as error:  # noqa: BLE001 - an endpoint may fail; say so, keep going
             self.messages.put(("failed", changes, str(error)))
 
@@ -202,22 +237,30 @@ class App:
             return  # the drawing changed since it was sent: the answer is stale
         if kind == "read":
             self.set_status(self.source)
-            self.show(answer)
+            picture, result = answer
+            self.show(result, picture)
         else:
             self.set_status(answer, error=True)
 
-    def show(self, result: dict) -> None:
+    def show(self, result: dict, picture: bytes = b"") -> None:
+        self.shown = Reading(picture, result, [box["digit"] for box in result["boxes"]])
         if not result["digits"]:
             self.number.config(text="draw a digit", fg="gray40")
             return
         unsure = 0
-        for box in result["boxes"]:
+        for number, box in enumerate(result["boxes"]):
             sure = box["confidence"] >= UNSURE
             unsure += not sure
             color = "forest green" if sure else "dark orange"
             x, y, w, h = box["x"], box["y"], box["width"], box["height"]
             self.canvas.create_rectangle(
-                x - 4, y - 4, x + w + 4, y + h + 4, outline=color, width=2, tags=("result", "box")
+                x - 4,
+                y - 4,
+                x + w + 4,
+                y + h + 4,
+                outline=color,
+                width=2,
+                tags=("result", "box", f"digit-{number}"),
             )
             label = f"{box['digit']}{'' if sure else '?'} {box['confidence']:.0%}"
             self.canvas.create_text(
@@ -227,7 +270,7 @@ class App:
                 anchor="sw",
                 fill=color,
                 font=("Helvetica", 12, "bold"),
-                tags=("result", "label"),
+                tags=("result", "label", f"digit-{number}"),
             )
         self.number.config(text=result["digits"], fg="dark orange" if unsure else "black")
         if unsure:
@@ -236,6 +279,78 @@ class App:
     def _clear_result(self) -> None:
         self.canvas.delete("result")
         self.number.config(text="", fg="black")
+        self.shown, self.selected = None, None
+
+    # Correcting
+    def _digit_at(self, x: int, y: int) -> int | None:
+        """The digit of the reading whose label is under the pointer, if any."""
+        for item in self.canvas.find_overlapping(x - 2, y - 2, x + 2, y + 2):
+            tags = self.canvas.gettags(item)
+            if "label" in tags:
+                return int(next(t for t in tags if t.startswith("digit-")).removeprefix("digit-"))
+        return None
+
+    def select(self, number: int) -> None:
+        if not self.shown or not self.shown.labels:
+            return
+        self.selected = number % len(self.shown.labels)
+        self.canvas.itemconfig("box", width=2)
+        self.canvas.itemconfig(f"box&&digit-{self.selected}", width=5)
+        self.set_status(f"digit {self.selected + 1} selected: type the right digit")
+
+    def select_next(self, step: int) -> None:
+        if self.selected is None:
+            self.select(0 if step > 0 else -1)
+        else:
+            self.select(self.selected + step)
+
+    def correct(self, digit: int) -> None:
+        """The selected digit is `digit`: save that, and show it."""
+        if self.shown is None or self.selected is None:
+            return
+        self.shown.labels[self.selected] = digit
+        self.canvas.itemconfig(f"label&&digit-{self.selected}", text=f"{digit} ✓", fill="black")
+        self.number.config(text="".join(map(str, self.shown.labels)), fg="black")
+        self._save([self.selected])
+
+    def mark_read_right(self) -> None:
+        """Every digit of the reading on screen is as shown: save them all."""
+        if self.shown and self.shown.labels:
+            self._save(range(len(self.shown.labels)))
+
+    def _save(self, numbers) -> None:
+        reading, now = self.shown, datetime.now(UTC).isoformat(timespec="seconds")
+        if "pixels" not in reading.result["boxes"][0]:
+            self.set_status(
+                "this model does not say which pixels it read, so corrections cannot be saved: "
+                "use a version registered since corrections exist",
+                error=True,
+            )
+            return
+        try:
+            if reading.drawing is None:
+                reading.drawing = feedback.new_drawing(reading.picture, self.feedback_dir)
+            for number in numbers:
+                box = reading.result["boxes"][number]
+                correction = feedback.Correction(
+                    label=reading.labels[number],
+                    read_as=box["digit"],
+                    model_version=reading.result.get("model_version") or "unknown",
+                    drawing=reading.drawing,
+                    box={key: box[key] for key in ("x", "y", "width", "height")},
+                    pixels=box["pixels"],
+                    time=now,
+                )
+                path = feedback.save(correction, number + 1, self.feedback_dir)
+        except OSError as error:
+            self.set_status(f"cannot save the correction: {error}", error=True)
+            return
+        saved = (
+            f"digit {number + 1} as {reading.labels[number]}"
+            if len(numbers) == 1
+            else (f"all {len(numbers)} digits as read right")
+        )
+        self.set_status(f"saved {saved} in {path.parent}/")
 
     def _cancel_auto(self) -> None:
         if self.auto_job:

@@ -93,6 +93,7 @@ def main() -> None:
     with packaged_model() as model:
         from_pictures = picture_accuracy(model, x, y)
         numbers = numbers_accuracy(model, x, y)
+    corrected = feedback_accuracy(network, np.load(PREPARED_DIR / "feedback.npz"))
 
     REPORTS_DIR.mkdir(exist_ok=True)
     metrics = {
@@ -102,6 +103,7 @@ def main() -> None:
             "picture_accuracy": round(from_pictures, 4),
         },
         "numbers": numbers,
+        "feedback": corrected,
         "per_class": per_class,
     }
     with written_whole(METRICS_PATH) as path:
@@ -116,7 +118,23 @@ def main() -> None:
         f"evaluate: test accuracy {accuracy:.4f} (as pictures: {from_pictures:.4f}), "
         f"loss {loss:.4f}, {len(wrong)} misclassified; whole numbers read right: "
         + ", ".join(f"{name} {right:.2%}" for name, right in numbers.items())
+        + (
+            f"; held-out corrections from the app: {corrected['accuracy']:.2%} of "
+            f"{corrected['digits']}"
+            if corrected["digits"]
+            else ""
+        )
     )
+
+
+def feedback_accuracy(network, held_out) -> dict:
+    """The share of the held-out corrections from the app (preprocess) that the network
+    reads as the people who wrote them said; None when there are none."""
+    x, y = held_out["x"], held_out["y"].astype(int)
+    if not len(y):
+        return {"accuracy": None, "digits": 0}
+    predicted = network.predict(x, batch_size=1000, verbose=0).argmax(axis=1)
+    return {"accuracy": round(float(np.mean(predicted == y)), 4), "digits": len(y)}
 
 
 if __name__ == "__main__":

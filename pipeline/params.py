@@ -47,6 +47,8 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "train_subset": Rule(
             "null or a whole number >= 1", lambda v: v is None or (_is_int(v) and v >= 1)
         ),
+        "feedback_repeat": int_from(0),
+        "feedback_held_out": FRACTION,
     },
     "train": {
         "epochs": int_from(1),

@@ -16,6 +16,7 @@ MODEL_PATH = Path("models/model.keras")  # the trained network (train)
 RUN_PATH = Path("models/mlflow_run.json")  # the MLflow run that trained it (train)
 REPORTS_DIR = Path("reports")  # curves, confusion matrix, misclassified digits
 METRICS_PATH = REPORTS_DIR / "metrics.json"  # test metrics (evaluate)
+FEEDBACK_DIR = Path("feedback/corrections")  # made in the drawing app (pipeline/feedback.py)
 BACKUP_DIR = Path("train-backup")  # where a stopped `train` resumes from (pipeline/resume.py)
 
 

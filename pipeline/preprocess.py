@@ -1,18 +1,27 @@
-"""Stage 2: parse the IDX files into uint8 arrays and hold out a validation split.
+"""Stage 2: parse the IDX files into uint8 arrays and hold out a validation split; add
+the corrections made in the drawing app when asked to.
 
-Outputs data/prepared/{train,val,test}.npz, each with `x` (N, 28, 28, 1) and `y` (N,).
-The validation split comes out of the 60,000 training images; the test set is only
-ever used by the evaluate stage.
+Outputs data/prepared/{train,val,test,feedback}.npz, each with `x` (N, 28, 28, 1) and
+`y` (N,). The validation split comes out of the 60,000 training images; the test set is
+only ever used by the evaluate stage.
+
+The corrections (feedback/corrections, docs/feedback.md) are split by drawing, with the
+seed: `feedback_held_out` of the drawings go to feedback.npz, for evaluate to measure
+on; with `feedback_repeat` n > 0, the digits of the others join the training split n
+times, and train.npz says which set they came from (`feedback_digest`) and how many
+they are (`feedback_digits`), for the MLflow run. With n = 0, train.npz is MNIST's alone.
 """
 
 import gzip
+import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from pipeline import feedback
 from pipeline.params import load_params
-from pipeline.paths import PREPARED_DIR, RAW_DIR, written_whole
+from pipeline.paths import FEEDBACK_DIR, PREPARED_DIR, RAW_DIR, written_whole
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -67,6 +76,16 @@ def split(
     return (x[train], y[train]), (x[val], y[val])
 
 
+def save_arrays(path: Path, **arrays) -> None:
+    """np.savez without its timestamps: the same arrays make the same bytes, so DVC sees
+    an unchanged split as unchanged and does not train again for nothing."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in arrays.items():
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(entry, "w", force_zip64=True) as file:
+                np.lib.format.write_array(file, np.asanyarray(array), allow_pickle=False)
+
+
 def main() -> None:
     params = load_params()["preprocess"]
     try:
@@ -75,11 +94,30 @@ def main() -> None:
     except IdxError as error:
         raise SystemExit(f"error: preprocess: {error}") from None
     train, val = split(x, y, params["val_size"], params["seed"], params["train_subset"])
+    corrections = feedback.load_all(FEEDBACK_DIR)
+    learn, held_out = feedback.split_by_drawing(
+        corrections, params["feedback_held_out"], params["seed"]
+    )
+    learned = {"feedback_digest": "", "feedback_digits": 0}
+    if params["feedback_repeat"] and learn:
+        x_learn, y_learn = feedback.as_arrays(learn)
+        repeat = params["feedback_repeat"]
+        train = (
+            np.concatenate([train[0], *[x_learn] * repeat]),
+            np.concatenate([train[1], *[y_learn] * repeat]),
+        )
+        learned = {"feedback_digest": feedback.digest(FEEDBACK_DIR), "feedback_digits": len(learn)}
+    splits = {"train": train, "val": val, "test": test, "feedback": feedback.as_arrays(held_out)}
     PREPARED_DIR.mkdir(parents=True, exist_ok=True)
-    for name, (images, labels) in {"train": train, "val": val, "test": test}.items():
+    for name, (images, labels) in splits.items():
         with written_whole(PREPARED_DIR / f"{name}.npz") as path:
-            np.savez(path, x=images, y=labels)
+            save_arrays(path, x=images, y=labels, **(learned if name == "train" else {}))
         print(f"preprocess: {name}: {len(images)} images")
+    if corrections:
+        print(
+            f"preprocess: {len(corrections)} corrected digits: {len(held_out)} held out, "
+            f"{learned['feedback_digits']} x {params['feedback_repeat']} in the training split"
+        )
 
 
 if __name__ == "__main__":

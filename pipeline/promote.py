@@ -4,6 +4,9 @@
     python -m pipeline.promote 3            # make version 3 the champion
     python -m pipeline.promote 3 --force    # even if it is less accurate than the champion
 
+MNIST's test accuracy decides: a version that reads the app's corrections better
+(`feedback`) but MNIST worse is refused too, unless forced.
+
 Clients load `models:/<name>@champion`; moving the alias is how a model goes live.
 """
 
@@ -29,8 +32,8 @@ class PromotionError(Exception):
     pass
 
 
-def accuracy(version) -> float:
-    return float(version.tags.get("test_accuracy", "nan"))
+def accuracy(version, tag: str = "test_accuracy") -> float:
+    return float(version.tags.get(tag, "nan"))
 
 
 def champion(client, name: str):
@@ -60,10 +63,18 @@ def promote(client, name: str, version: str, force: bool = False) -> None:
         raise PromotionError(f"refusing to promote: {error}") from None
     current = champion(client, name)
     if current and not force and accuracy(chosen) < accuracy(current):
+        feedback = [accuracy(v, "feedback_accuracy") for v in (chosen, current)]
+        better = feedback[0] > feedback[1]  # False where either has no feedback accuracy
         raise PromotionError(
             f"refusing to promote version {version} (test accuracy {accuracy(chosen)}) over "
-            f"champion version {current.version} (test accuracy {accuracy(current)}); "
-            "add --force to promote it anyway"
+            f"champion version {current.version} (test accuracy {accuracy(current)})"
+            + (
+                f", although it reads the app's corrections better ({feedback[0]:.2%} against "
+                f"{feedback[1]:.2%})"
+                if better
+                else ""
+            )
+            + "; add --force to promote it anyway"
         )
     # The challenger alias goes first: on a team server that needs MANAGE, and a user
     # without it is refused before anything has changed.
@@ -93,7 +104,9 @@ def show_versions(client, name: str) -> None:
         aliases.setdefault(str(version), []).append(alias)
     # Whole written numbers read right, per set of the benchmark (evaluate stage).
     sets = sorted({tag for v in versions for tag in v.tags if tag.startswith("numbers_")})
-    header = "".join(f"  {tag.removeprefix('numbers_'):>8}" for tag in sets)
+    # and the held-out corrections from the drawing app, where a version was measured on them
+    sets += ["feedback_accuracy"] * any("feedback_accuracy" in v.tags for v in versions)
+    header = "".join(f"  {tag.removeprefix('numbers_')[:8]:>8}" for tag in sets)
     print(f"{'version':>7}  {'test acc':>8}{header}  {'created':16}  {'run id':32}  aliases")
     for v in versions:
         created = datetime.fromtimestamp(v.creation_timestamp / 1000).strftime("%Y-%m-%d %H:%M")

@@ -59,6 +59,9 @@ def main() -> None:
     test = metrics["test"]
     # Whole written numbers read right, per set of the benchmark (pipeline/numbers.py).
     numbers = {f"numbers_{name}": right for name, right in metrics["numbers"].items()}
+    # The held-out corrections from the app, when there are any (preprocess).
+    corrected = {"feedback_accuracy": metrics["feedback"]["accuracy"]}
+    corrected = {key: value for key, value in corrected.items() if value is not None}
     with tracking.marked_run(run_id=run_id):
         mlflow.log_metrics(
             {
@@ -66,6 +69,7 @@ def main() -> None:
                 "test_loss": test["loss"],
                 "test_picture_accuracy": test["picture_accuracy"],
                 **numbers,
+                **corrected,
             }
         )
         mlflow.log_artifact(str(METRICS_PATH))
@@ -77,7 +81,7 @@ def main() -> None:
         name,
         tags={
             "test_accuracy": str(test["accuracy"]),
-            **{tag: str(right) for tag, right in numbers.items()},
+            **{tag: str(right) for tag, right in {**numbers, **corrected}.items()},
             "run_id": run_id,
             **identity,
         },
@@ -90,10 +94,23 @@ def main() -> None:
         client.delete_model_version(name, version.version)
         print(f"register: this model became {name} version {first.version} meanwhile")
         return
+    client.update_model_version(name, version.version, description=training_data(client, run_id))
     alias = auto_promote(client, name, version.version, params["promote"]["min_accuracy"])
     print(
         f"register: {name} version {version.version} (test accuracy {test['accuracy']}), "
         + (f"alias {alias}" if alias else "below promote.min_accuracy: no alias")
+    )
+
+
+def training_data(client, run_id: str) -> str:
+    """What the version learned from, for its description in the registry."""
+    run_params = client.get_run(run_id).data.params
+    corrections = int(run_params.get("data.feedback_digits", 0))
+    if not corrections:
+        return "Trained on MNIST only."
+    return (
+        f"Trained on MNIST and {corrections} corrections from the drawing app "
+        f"(feedback set {run_params['data.feedback_digest']}, docs/feedback.md)."
     )
 
 

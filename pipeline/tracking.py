@@ -80,20 +80,34 @@ def describe_model(uri: str) -> str:
 
     Raises LookupError with the command that fixes it when the URI names nothing.
     """
+    version = registered_version(uri)
+    if version is None:
+        return uri
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    return (
+        f"{name}@{alias} (version {version})"
+        if alias
+        else f"{name.split('/')[0]} version {version}"
+    )
+
+
+def registered_version(uri: str) -> str | None:
+    """The registry version that a models:/ URI names ('3'); None for a model folder.
+
+    Raises LookupError with the command that fixes it when the URI names nothing.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     if not uri.startswith("models:/"):
-        return uri
+        return None
     name, _, alias = uri.removeprefix("models:/").partition("@")
     client = mlflow.MlflowClient()
     try:
         if alias:
-            version = client.get_model_version_by_alias(name, alias).version
-            return f"{name}@{alias} (version {version})"
+            return str(client.get_model_version_by_alias(name, alias).version)
         name, _, version = name.partition("/")
-        client.get_model_version(name, version)
-        return f"{name} version {version}"
+        return str(client.get_model_version(name, version).version)
     except MlflowException:
         raise LookupError(
             f"{uri} does not exist in {tracking_uri()}: run `make run` to train and register "

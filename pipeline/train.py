@@ -191,6 +191,9 @@ def main() -> None:
     run_params = tracking.training_params(params)
     run_params |= {f"data.{path.stem}_sha256": file_sha256(path) for path in SPLITS}
     run_params |= {"data.train_images": len(train["y"]), "data.val_images": len(val["y"])}
+    # The corrections from the drawing app that the training split holds (preprocess).
+    run_params["data.feedback_digits"] = int(train["feedback_digits"])
+    run_params["data.feedback_digest"] = str(train["feedback_digest"])[:20]
     experiment = params["mlflow"]["experiment"]
     tracking.use_store(experiment)
     fingerprint = resume.fingerprint(run_params | {"experiment": experiment})
@@ -205,6 +208,7 @@ def main() -> None:
             backup = resume.Backup(fingerprint, run.info.run_id, epochs=0, history={}, seconds=0)
             mlflow.log_params(run_params)
             mlflow.set_tag("git_commit", git_commit())
+            log_feedback_input(train)
 
         resume_from = backup.model_path if backup.epochs else None
         model = fit(train, val, p, [resume.every_whole_epoch(backup)], resume_from)
@@ -229,6 +233,24 @@ def main() -> None:
         f"train: {p['epochs']} epochs in {seconds:.0f} s, "
         f"validation accuracy {history['val_accuracy'][-1]:.4f}"
     )
+
+
+def log_feedback_input(train) -> None:
+    """The app's corrections that the training split holds, as the run's dataset input
+    `feedback`: their digest (which set, docs/feedback.md) and their number."""
+    import mlflow
+
+    count = int(train["feedback_digits"])
+    if count:
+        # They close the training split; the last `count` images are one copy of each.
+        dataset = mlflow.data.from_numpy(
+            train["x"][-count:],
+            targets=train["y"][-count:],
+            source="feedback/corrections",
+            name="feedback",
+            digest=str(train["feedback_digest"])[:20],
+        )
+        mlflow.log_input(dataset, context="training", tags={"corrections": str(count)})
 
 
 def write_history(history: dict[str, list[float]], path: Path) -> None:

@@ -3,7 +3,8 @@
 A request carries pictures (PNG or JPEG bytes), each base64-encoded in the column
 `image` of MLflow's `dataframe_split` JSON. The answer holds, per picture, `digits` (the
 digits read, left to right) and `boxes` (one per digit: its box in picture pixels, the
-digit, its confidence and the ten probabilities). The model refuses what exceeds the
+digit, its confidence, the ten probabilities, and `pixels`: the 28x28 digit that the
+network read, light ink on black as in MNIST, a base64 PNG). The model refuses what exceeds the
 limits below with HTTP 400 and a message naming the limit.
 
 The model itself (serving/digit_model.py), the evaluate stage, the drawing app, the
@@ -98,11 +99,19 @@ def read_endpoint(url: str, pictures: list[bytes], timeout: float = 60) -> list[
     """What the endpoint at url reads in each picture, in requests of at most MAX_BATCH."""
     results = []
     for start in range(0, len(pictures), MAX_BATCH):
-        status, answer, _ = post(url, request_body(pictures[start : start + MAX_BATCH]), timeout)
-        if status != 200:
-            raise EndpointError(f"{url} answered {status}: {answer.get('message', answer)}")
-        results += answer["predictions"]
+        results += predictions(
+            url, post(url, request_body(pictures[start : start + MAX_BATCH]), timeout)
+        )
     return results
+
+
+def predictions(url: str, reply: Reply) -> list[dict]:
+    """The answers of a reply from the endpoint at url; EndpointError if it refused."""
+    if reply.status != 200:
+        raise EndpointError(
+            f"{url} answered {reply.status}: {reply.answer.get('message', reply.answer)}"
+        )
+    return reply.answer["predictions"]
 
 
 def wait_until_ready(

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
-from serving.contract import COLUMN, MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from serving.contract import COLUMN, MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode, png
 from serving.normalize import Digit, Page, best_reading, candidates
 
 
@@ -78,6 +78,7 @@ def box(digit: Digit, probabilities: np.ndarray) -> dict:
         "digit": int(probabilities.argmax()),
         "confidence": round(float(probabilities.max()), 4),
         "probabilities": [round(float(p), 4) for p in probabilities],
+        "pixels": encode(png(digit.pixels)),  # what the network read: what a correction keeps
     }
 
 

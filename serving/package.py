@@ -24,6 +24,7 @@ EXAMPLE = SERVING_DIR / "example.png"
 BOX = Object(
     [Property(name, "long") for name in ("x", "y", "width", "height", "digit")]
     + [Property("confidence", "double"), Property("probabilities", Array("double"))]
+    + [Property("pixels", "string")]  # the 28x28 digit the network read, a base64 PNG
 )
 SIGNATURE = ModelSignature(
     # Optional for MLflow, so that a missing column reaches the model's own clear message.

@@ -142,3 +142,34 @@ def serve(work: Path, *args: str, **env: str) -> Iterator[Server]:
         os.killpg(process.pid, signal.SIGCONT)  # in case a test left it stopped
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def drawn_corrections(folder: Path, count: int, seed: int = 0) -> None:
+    """`count` corrections as the drawing app saves them (pipeline/feedback.py), one per
+    drawing: digits 0-9 in turn, drawn with a pen (pipeline/numbers.py) and normalised as
+    the registered model normalises them; every third one had been misread."""
+    import numpy as np
+    from PIL import Image
+
+    from pipeline import feedback
+    from pipeline.numbers import pen_digit
+    from serving.contract import encode, png
+    from serving.normalize import candidates
+
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        label = i % 10
+        ink = np.pad(pen_digit(str(label), height=120, pen=9, rng=rng), 40)
+        drawing = Image.fromarray((255 - ink * 255).astype(np.uint8))  # dark ink on white
+        # The candidate covering all of the ink: the whole digit, as the model reads it.
+        digit = max(candidates(drawing).digits, key=lambda d: d.width * d.height)
+        correction = feedback.Correction(
+            label=label,
+            read_as=(label + 1) % 10 if i % 3 == 0 else label,
+            model_version="1",
+            drawing=feedback.new_drawing(png(np.asarray(drawing)), folder),
+            box={"x": digit.x, "y": digit.y, "width": digit.width, "height": digit.height},
+            pixels=encode(png(digit.pixels)),
+            time="2026-11-27T12:00:00+00:00",
+        )
+        feedback.save(correction, 1, folder)

@@ -1,5 +1,7 @@
 """The drawing app in a real Tk window on Xvfb, driven by real pointer and key events."""
 
+import base64
+import io
 import os
 import shutil
 import signal
@@ -7,6 +9,7 @@ import subprocess
 import sys
 import time
 import tkinter as tk
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from PIL import Image, ImageGrab
 
 from gui.app import App
 from gui.readers import Endpoint, LocalModel
+from pipeline import feedback
 from pipeline.numbers import PEN_DIGITS
 from serving.contract import read_model
 
@@ -49,9 +53,9 @@ def display():
 class Window:
     """The app in a real window, and a hand that moves the pointer with xdotool."""
 
-    def __init__(self, reader):
+    def __init__(self, reader, feedback_dir: Path):
         self.root = tk.Tk()
-        self.app = App(self.root, reader)
+        self.app = App(self.root, reader, feedback_dir)
         self.root.update()
 
     def wait(self, condition, seconds: float = 90) -> None:
@@ -88,6 +92,15 @@ class Window:
     def key(self, name: str) -> None:
         self.xdotool("key", name)
 
+    def click_label(self, number: int) -> None:
+        """Click the label the app shows above digit `number` (from 0) of its reading."""
+        [label] = self.app.canvas.find_withtag(f"label&&digit-{number}")
+        x0, y0, x1, y1 = self.app.canvas.bbox(label)
+        self.xdotool(
+            "mousemove", "--window", self.app.canvas.winfo_id(), (x0 + x1) // 2, (y0 + y1) // 2
+        )
+        self.xdotool("click", 1)
+
     def read(self) -> str:
         """Press Return, and wait for what the model reads (in the app's own thread)."""
         self.key("Return")
@@ -106,9 +119,9 @@ class Window:
 
 
 @pytest.fixture
-def window(display, work):
+def window(display, work, tmp_path):
     os.environ["MLFLOW_TRACKING_URI"] = store(work)
-    window = Window(LocalModel(f"models:/{MODEL_NAME}/1"))
+    window = Window(LocalModel(f"models:/{MODEL_NAME}/1"), tmp_path / "feedback")
     window.app.auto.set(False)  # each test presses Recognise itself, unless it tests this
     window.wait(lambda: window.app.ready)
     yield window
@@ -176,6 +189,44 @@ def test_a_digit_read_with_low_confidence_is_marked_unsure(window):
     assert labels == ["1 99%", "7? 55%"]
 
 
+def test_a_digit_is_corrected_by_clicking_it_and_typing_and_saved_as_the_model_saw_it(
+    window, tmp_path
+):
+    window.draw("17")
+    assert window.read() == "17"
+    strokes = len(window.app.strokes)
+    window.click_label(1)  # the 7
+    window.key("4")
+    assert window.number() == "14" and len(window.app.strokes) == strokes  # no ink added
+    assert window.app.status["text"] == f"saved digit 2 as 4 in {tmp_path / 'feedback'}/"
+    [(name, saved)] = feedback.load_all(tmp_path / "feedback").items()
+    assert (saved.label, saved.read_as, saved.model_version) == (4, 7, "1")
+    assert name == f"{saved.drawing}-2"
+    drawing = Image.open(tmp_path / "feedback" / f"{saved.drawing}.png")
+    assert drawing.size == (800, 300)  # the whole drawing it came from
+    digit = np.asarray(Image.open(io.BytesIO(base64.b64decode(saved.pixels))))
+    assert digit.shape == (28, 28)
+    assert (
+        window.app.reader.model.unwrap_python_model()
+        .classify(digit[np.newaxis, ..., np.newaxis])
+        .numpy()
+        .argmax()
+        == 7
+    )  # the pixels the model read as the 7
+
+
+def test_a_reading_is_corrected_with_the_keyboard_and_the_rest_marked_read_right(window, tmp_path):
+    window.draw("170")
+    assert window.read() == "170"
+    window.key("Right")
+    window.key("Right")  # the second digit, the 7
+    window.key("2")
+    window.key("ctrl+Return")  # the others are read right
+    corrections = feedback.load_all(tmp_path / "feedback").values()
+    assert sorted((c.label, c.read_as) for c in corrections) == [(0, 0), (1, 1), (2, 7)]
+    assert len({c.drawing for c in corrections}) == 1
+
+
 def test_save_and_open_a_picture(window, tmp_path):
     window.draw("70")
     window.app.save_image(str(tmp_path / "drawing.png"))
@@ -185,9 +236,9 @@ def test_save_and_open_a_picture(window, tmp_path):
     assert window.number() == "70"
 
 
-def test_a_missing_model_keeps_the_window_open_and_says_what_to_do(display, work):
+def test_a_missing_model_keeps_the_window_open_and_says_what_to_do(display, work, tmp_path):
     os.environ["MLFLOW_TRACKING_URI"] = store(work)
-    window = Window(LocalModel(f"models:/{MODEL_NAME}@nobody"))
+    window = Window(LocalModel(f"models:/{MODEL_NAME}@nobody"), tmp_path)
     try:
         # The window is up while the model loads; a missing one is found in milliseconds,
         # so "loading model …" may already be gone: wait for what it says then.
@@ -232,8 +283,8 @@ def endpoint(work):
 
 
 @pytest.fixture
-def endpoint_window(display, endpoint):
-    window = Window(Endpoint(endpoint.url))
+def endpoint_window(display, endpoint, tmp_path):
+    window = Window(Endpoint(endpoint.url), tmp_path / "feedback")
     window.app.auto.set(False)
     window.wait(lambda: window.app.ready)
     yield window
@@ -245,6 +296,11 @@ def test_endpoint_mode(endpoint_window, endpoint):
     assert window.app.status["text"] == f"endpoint {endpoint.url}"
     window.draw("170")
     assert window.read() == "170" and len(window.boxes()) == 3
+    window.key("Left")  # the last digit, the 0
+    window.key("6")  # corrections are kept here, whatever reads the drawings
+    [saved] = feedback.load_all(window.app.feedback_dir).values()
+    # `python -m serving` does not say which version answered (the production endpoint does).
+    assert (saved.label, saved.read_as, saved.model_version) == (6, 0, "unknown")
 
 
 def ink_on_screen(window, left: int, right: int) -> bool:
@@ -275,9 +331,9 @@ def test_a_stalled_endpoint_never_freezes_the_window(endpoint_window, endpoint):
     assert window.read() == "1"  # the answer for the cleared 7 was dropped
 
 
-def test_an_endpoint_that_does_not_answer(display):
+def test_an_endpoint_that_does_not_answer(display, tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
-    window = Window(Endpoint(url))
+    window = Window(Endpoint(url), tmp_path)
     try:
         window.wait(lambda: "no endpoint" in window.app.status["text"])
         assert window.app.status["text"] == (

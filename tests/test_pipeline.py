@@ -20,10 +20,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.paths import METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR
+from pipeline import feedback
+from pipeline.paths import FEEDBACK_DIR, METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR
 from serving.contract import png, read_model
 
-from helpers import MODEL_NAME, project_copy, set_params, sh, stage_env
+from helpers import MODEL_NAME, drawn_corrections, project_copy, set_params, sh, stage_env
 
 TINY = {"preprocess": {"val_size": 200, "train_subset": 1000}, "train": {"epochs": 2}}
 
@@ -97,6 +98,9 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     assert read_model(model, [example_picture(example)])[0]["digits"] != ""
     # Below promote.min_accuracy (0.99): registered, but no alias.
     assert version.aliases == []
+    # MNIST alone by default; no corrections from the app to measure on.
+    assert version.description == "Trained on MNIST only."
+    assert metrics["feedback"] == {"accuracy": None, "digits": 0}
 
 
 def test_second_repro_only_checks_the_registry(repo, mirror):
@@ -190,6 +194,42 @@ def test_a_second_repro_stops_at_the_lock_and_the_first_finishes(repo, mirror):
     assert "Running stage" not in second.stdout  # it did nothing
     model_md5 = hashlib.md5((repo / MODEL_PATH).read_bytes()).hexdigest()
     assert locked_model_md5(repo) == model_md5  # the first one finished and recorded it
+
+
+def test_corrections_from_the_app_are_measured_and_learned_from_when_asked(repo, mirror):
+    drawn_corrections(repo / FEEDBACK_DIR, 50)  # 50 drawings: 15 held out (30%), 35 to learn
+
+    # Off (the default): the training split stays MNIST's, so training does not re-run;
+    # the held-out corrections are measured.
+    out = sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror))
+    assert re.findall(r"Running stage '(\w+)'", out) == ["preprocess", "evaluate", "register"]
+    metrics = json.loads((repo / METRICS_PATH).read_text())
+    assert metrics["feedback"]["digits"] == 15 and 0 <= metrics["feedback"]["accuracy"] <= 1
+
+    # On: each of the 35 others joins the training split 3 times.
+    set_params(repo, preprocess={"feedback_repeat": 3})
+    out = sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror))
+    stages = ["preprocess", "train", "evaluate", "register"]
+    assert re.findall(r"Running stage '(\w+)'", out) == stages
+    assert "50 corrected digits: 15 held out, 35 x 3 in the training split" in out
+    metrics = json.loads((repo / METRICS_PATH).read_text())
+    assert set(metrics) >= {"test", "feedback"} and metrics["feedback"]["digits"] == 15
+    assert 0 < metrics["test"]["accuracy"] <= 1 and 0 <= metrics["feedback"]["accuracy"] <= 1
+
+    client = registry(repo)
+    newest = max(
+        client.search_model_versions(f"name = '{MODEL_NAME}'"), key=lambda v: int(v.version)
+    )
+    run = client.get_run(newest.run_id)
+    [learned] = run.inputs.dataset_inputs
+    assert learned.dataset.name == "feedback"
+    assert learned.dataset.digest == feedback.digest(repo / FEEDBACK_DIR)[:20]
+    assert json.loads(learned.dataset.profile)["features_shape"] == [35, 28, 28, 1]
+    assert {tag.key: tag.value for tag in learned.tags}["corrections"] == "35"
+    assert run.data.params["data.train_images"] == str(1000 + 35 * 3)
+    assert run.data.metrics["feedback_accuracy"] == metrics["feedback"]["accuracy"]
+    assert newest.tags["feedback_accuracy"] == str(metrics["feedback"]["accuracy"])
+    assert newest.description.startswith("Trained on MNIST and 35 corrections from the drawing")
 
 
 def test_training_shows_a_progress_bar_at_a_terminal_and_lines_in_a_log(work, tmp_path):

@@ -5,6 +5,8 @@ middling one (challenger) and a poor one (below promote.min_accuracy, no alias).
 endpoint is started on @champion after the poor one is promoted by force.
 """
 
+import base64
+import io
 import json
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline.preprocess import IMAGES_MAGIC, read_idx
 from serving.contract import (
@@ -171,9 +174,14 @@ def test_one_image(endpoint, test_digits):
     [result] = body["predictions"]
     [found] = result["boxes"]
     assert result["digits"] == str(found["digit"])
-    assert {"x", "y", "width", "height", "digit", "confidence", "probabilities"} == set(found)
+    keys = {"x", "y", "width", "height", "digit", "confidence", "probabilities", "pixels"}
+    assert keys == set(found)
     assert len(found["probabilities"]) == 10 and found["confidence"] == max(found["probabilities"])
     assert (found["x"], found["y"], found["width"], found["height"]) == (6, 7, 16, 20)
+    # What the network read: the MNIST digit again, as MNIST centres it (light on black).
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(found["pixels"]))))
+    assert seen.shape == (28, 28)
+    assert np.corrcoef(seen.ravel(), test_digits[0].ravel())[0, 1] > 0.9
 
 
 def test_a_batch_in_each_input_format(endpoint, in_process, test_digits):
