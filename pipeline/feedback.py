@@ -1,9 +1,9 @@
 """Corrections made in the drawing app: digits people wrote, labelled by them.
 
-Each correction is one JSON file in feedback/corrections/: the digit as the model saw it (28x28
-pixels, light ink on black as in MNIST, a base64 PNG), its right label, what the model
-read, the model version that read it, the time, and the drawing it came from, kept
-beside it as <drawing>.png. Every file is written whole under a name of its own (each
+Each correction is one JSON file in feedback/corrections/: the digit as the model saw
+it (28x28 pixels, light ink on black as in MNIST, a base64 PNG), its right label, what
+the model read, the model version that read it, the time, and the drawing it came from,
+kept beside it as <drawing>.png. Every file is written whole under a name of its own (each
 drawing gets a random id), so two app windows saving at once, or a crash mid-save, spoil
 nothing: a half-written file has a temporary name that is never read. DVC versions the
 folder (`dvc add feedback/corrections`, feedback/README.md).
@@ -42,7 +42,7 @@ class Correction:
 
 
 class FeedbackError(Exception):
-    """A correction that is not there; the message names it."""
+    """A correction that is not there or cannot be read; the message names it."""
 
 
 def new_drawing(picture: bytes, folder: Path = FEEDBACK_DIR) -> str:
@@ -66,10 +66,15 @@ def save(correction: Correction, number: int, folder: Path = FEEDBACK_DIR) -> Pa
 
 def load_all(folder: Path = FEEDBACK_DIR) -> dict[str, Correction]:
     """Every correction in the folder, by name (the file name without .json)."""
-    return {
-        path.stem: Correction(**json.loads(path.read_text()))
-        for path in sorted(folder.glob("[!.]*.json"))  # a name starting with "." is partial
-    }
+    corrections = {}
+    for path in sorted(folder.glob("[!.]*.json")):  # a name starting with "." is partial
+        try:
+            corrections[path.stem] = Correction(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            raise FeedbackError(
+                f"{path} is not a correction saved by the app: move it out of the folder"
+            ) from None
+    return corrections
 
 
 def digest(folder: Path = FEEDBACK_DIR) -> str:

@@ -94,7 +94,10 @@ def main() -> None:
     except IdxError as error:
         raise SystemExit(f"error: preprocess: {error}") from None
     train, val = split(x, y, params["val_size"], params["seed"], params["train_subset"])
-    corrections = feedback.load_all(FEEDBACK_DIR)
+    try:
+        corrections = feedback.load_all(FEEDBACK_DIR)
+    except feedback.FeedbackError as error:
+        raise SystemExit(f"error: preprocess: {error}") from None
     learn, held_out = feedback.split_by_drawing(
         corrections, params["feedback_held_out"], params["seed"]
     )

@@ -134,3 +134,13 @@ def test_two_windows_saving_at_once_lose_nothing(tmp_path):
     for saved in corrections.values():
         digit = Image.open(io.BytesIO(base64.b64decode(saved.pixels)))
         assert digit.size == (28, 28)
+
+
+def test_a_file_that_is_not_a_correction_is_named(folder):
+    (folder / "notes.json").write_text("my notes")
+    result = command(folder)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: {folder / 'notes.json'} is not a correction saved by the app: "
+        "move it out of the folder"
+    )
