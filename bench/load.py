@@ -10,8 +10,9 @@ pictures-to-digits model on models/model.keras (`make run` first), registered in
 store of the benchmark's own. In the same run, on the same servers, the baselines: a
 pyfunc that does nothing (the serving stack's own ceiling) and the bare network in
 MLflow's Keras flavour (raw pixels in). Then, on the production endpoint with 2
-workers: --soak requests at concurrency 16, with memory before and after, and 60 s of
-load during which the alias moves to another version.
+workers: --soak requests at concurrency 16, with memory before and after, 60 s of
+load during which the alias moves to another version, and 30 s at concurrency 8
+during which one of the two model servers is killed.
 """
 
 import argparse
@@ -24,6 +25,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -116,6 +119,13 @@ def measure(url: str, pid: int, kinds: dict[str, Path], seconds: float) -> dict:
     return {key: (result, before, after) for key, result in results.items()}
 
 
+def hey_in_background(url: str, body: Path, concurrency: int, seconds: float):
+    """A hey run for `seconds`, started; its report comes from `.communicate()`."""
+    command = ["hey", "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST"]
+    command += ["-T", "application/json", "-D", str(body), f"{url}/invocations"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
 def switch_under_load(url: str, body: Path, seconds: float) -> tuple[Result, float]:
     """hey at concurrency 16 while the alias `champion` moves to the twin (version 2):
     hey's result, and the seconds from the move to the first answer of version 2."""
@@ -123,12 +133,7 @@ def switch_under_load(url: str, body: Path, seconds: float) -> tuple[Result, flo
 
     from pipeline.promote import model_name
 
-    load = subprocess.Popen(
-        ["hey", "-z", f"{seconds}s", "-c", "16", "-m", "POST", "-T", "application/json"]
-        + ["-D", str(body), f"{url}/invocations"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    load = hey_in_background(url, body, 16, seconds)
     time.sleep(seconds / 6)
     mlflow.MlflowClient().set_registered_model_alias(model_name(), "champion", "2")
     moved = time.monotonic()
@@ -138,6 +143,28 @@ def switch_under_load(url: str, body: Path, seconds: float) -> tuple[Result, flo
     switched = time.monotonic() - moved
     output, _ = load.communicate(timeout=seconds + 120)
     return parse(output), switched
+
+
+def death_under_load(url: str, pid: int, body: Path, seconds: float) -> tuple[Result, float]:
+    """hey at concurrency 8 while one model server of the endpoint at pid is killed with
+    its children (SIGKILL, as the out-of-memory killer does): hey's result, and the
+    seconds from the kill until that server answers again on its port."""
+    from serving.contract import wait_until_ready
+
+    load = hey_in_background(url, body, 8, seconds)
+    time.sleep(seconds / 6)
+    [victim, *_] = [
+        p for p in psutil.Process(pid).children(recursive=True) if "serve" in p.cmdline()
+    ]
+    port = victim.cmdline()[victim.cmdline().index("--port") + 1]
+    for process in [victim, *victim.children(recursive=True)]:
+        process.kill()
+    killed = time.monotonic()
+    time.sleep(1)  # until the endpoint has seen it die
+    wait_until_ready(f"http://127.0.0.1:{port}", timeout=seconds * 4)
+    back = time.monotonic() - killed
+    output, _ = load.communicate(timeout=seconds + 120)
+    return parse(output), back
 
 
 def main() -> None:
@@ -175,6 +202,7 @@ def main() -> None:
             soaked = hey(url, body["1 digit"], concurrency=16, requests=args.soak)
             after = server_memory(pid)
             switched, switch_seconds = switch_under_load(url, body["1 digit"], 60)
+            survived, back_seconds = death_under_load(url, pid, body["1 digit"], 30)
     report(table, args.seconds)
     mb = 1 / 2**20
     print(
@@ -187,6 +215,11 @@ def main() -> None:
         f"- alias moved during 60 s of load at concurrency 16: version 2 answered "
         f"{switch_seconds:.1f} s after the move; {switched.errors} errors of "
         f"{switched.count} requests, p99 {switched.p99:.0f} ms"
+    )
+    print(
+        f"- one of the 2 model servers killed (SIGKILL, with its children) during 30 s of "
+        f"load at concurrency 8: {survived.errors} errors of {survived.count} requests; "
+        f"it answered again {back_seconds:.1f} s after the kill"
     )
 
 

@@ -16,12 +16,18 @@ nginx is pointed at it and reloaded: requests in flight finish on the old versio
 the new one, and the old server is stopped once nginx's old workers are done (blue/green).
 A version that does not start or answer is logged, and the old one keeps serving.
 
+A model server that dies (a crash, an out-of-memory kill) is started again alone, on
+its own port, while the others keep serving; nginx retries the requests it held on
+another server (reading a picture changes nothing, so a retry is safe). nginx itself is
+started again if it stops.
+
 Every answer carries the header X-Model-Version. <home>/access.log has one line per
 request: time, status, latency, model version, body bytes. SIGTERM or Ctrl+C stops
-nginx and the model servers.
+nginx and every model server, whatever the endpoint was doing, and exits 143 or 130.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import pwd
@@ -30,7 +36,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 NGINX_CONFIG = """\
@@ -80,6 +86,10 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_read_timeout 120s;
+            # A server that died or stopped answering: the request goes to another one.
+            # Reading a picture changes nothing, so a POST may be sent twice.
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_next_upstream_tries {tries};
             add_header X-Model-Version {version} always;
         }}
         location @too_large {{
@@ -94,68 +104,91 @@ http {{
 }}
 """
 
+WATCH_INTERVAL = 1  # seconds between looks at the processes (the alias: --poll)
+RETRY_DELAY = 30  # seconds before a server that did not start again is tried again
+
 
 def log(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}", flush=True)
 
 
+def signal_group(group: int, number: int) -> None:
+    """Signal a process group; one that is already gone is no error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, number)
+
+
 @dataclass
-class Version:
-    """One model version served by `workers` single-worker `mlflow models serve`
-    processes on loopback ports, each in its own process group."""
+class ModelServer:
+    """One single-worker `mlflow models serve` on a loopback port, in a process group
+    of its own (mlflow runs the real server as its child: the group holds both)."""
 
-    version: str
-    ports: list[int]
-    processes: list[subprocess.Popen]
+    model_uri: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+    retry_at: float = 0  # after a start that failed: when to try again (time.monotonic)
 
-    def running(self) -> bool:
-        return all(process.poll() is None for process in self.processes)
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from serving import server
+
+        with open(self.log_path, "ab") as output:
+            self.process = server.start(
+                self.model_uri,
+                "127.0.0.1",
+                self.port,
+                workers=1,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self) -> None:
+        """Return once it has read a warm-up picture (which also traces the network, so
+        that no user's request is the slow first one); EndpointError if it does not."""
+        from serving.contract import read_endpoint, wait_until_ready
+        from serving.package import EXAMPLE
+
+        wait_until_ready(self.url, timeout=300, running=self.alive)
+        read_endpoint(self.url, [EXAMPLE.read_bytes()])
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def how_it_ended(self) -> str:
+        code = self.process.returncode
+        if code < 0:
+            return f"died with {signal.Signals(-code).name}"
+        return f"exited with code {code}"
 
     def stop(self) -> None:
-        for process in self.processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        """Stop it and whatever is left of its group, in any state; safe to repeat."""
+        if self.process is None:
+            return
+        signal_group(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        # The server mlflow started may outlive mlflow itself (it was killed alone).
+        signal_group(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
-def start_version(name: str, version: str, workers: int, home: Path) -> Version:
-    """Serve a version; return once every process has read a warm-up picture.
+@dataclass
+class Version:
+    """One model version served by `workers` model servers."""
 
-    One process per worker, not `--workers N`: uvicorn's own workers leave Nagle's
-    algorithm on, which adds 40 ms to each keep-alive request (uvicorn issue 3149).
-    Raises EndpointError, having stopped them, when one does not start or answer."""
-    from serving import server
-    from serving.contract import read_endpoint, wait_until_ready
-    from serving.package import EXAMPLE
+    version: str
+    servers: list[ModelServer] = field(default_factory=list)
 
-    served = Version(version, [], [])
-    with open(home / f"model-{version}.log", "ab") as output:
-        for _ in range(workers):
-            served.ports.append(server.free_port())
-            served.processes.append(
-                server.start(
-                    f"models:/{name}/{version}",
-                    "127.0.0.1",
-                    served.ports[-1],
-                    workers=1,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-    try:
-        for port, process in zip(served.ports, served.processes, strict=True):
-            url = f"http://127.0.0.1:{port}"
-            wait_until_ready(url, timeout=300, running=lambda p=process: p.poll() is None)
-            read_endpoint(url, [EXAMPLE.read_bytes()])  # traces the network, proves it reads
-    except BaseException:  # it did not answer, or we are being stopped
-        served.stop()
-        raise
-    return served
+    def stop(self) -> None:
+        for served in self.servers:
+            served.stop()
 
 
 class Nginx:
@@ -181,10 +214,12 @@ class Nginx:
         ]
 
     def write_config(self, served: Version) -> None:
+        ports = [s.port for s in served.servers]
         text = NGINX_CONFIG.format(
             home=self.home,
             user=worker_user(self.home),
-            servers="\n".join(f"        server 127.0.0.1:{port};" for port in served.ports),
+            servers="\n".join(f"        server 127.0.0.1:{port};" for port in ports),
+            tries=min(len(ports), 3),
             version=served.version,
             too_large=json.dumps(
                 {
@@ -206,6 +241,9 @@ class Nginx:
     def start(self) -> None:
         self.process = subprocess.Popen(self.command(), start_new_session=True)
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def reload(self) -> None:
         """Load the config written last; return once the old workers have finished."""
         import psutil
@@ -215,13 +253,16 @@ class Nginx:
         psutil.wait_procs(old_workers, timeout=160)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)  # finish the requests in flight
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Stop nginx and its workers, in any state; safe to repeat."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGQUIT)  # finish the requests in flight
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        signal_group(self.process.pid, signal.SIGKILL)  # workers of a master that died
+        self.process.wait()
 
 
 def worker_user(home: Path) -> str:
@@ -232,6 +273,15 @@ def worker_user(home: Path) -> str:
     return f"user {pwd.getpwuid(home.stat().st_uid).pw_name};"
 
 
+def meanwhile(living: int) -> str:
+    """What serves while dead servers start again, for the log."""
+    if living == 0:
+        return "nothing else serves until it is back (503 meanwhile)"
+    if living == 1:
+        return "the other keeps serving"
+    return f"the other {living} keep serving"
+
+
 def alias_version(name: str, alias: str) -> str:
     import mlflow
 
@@ -240,18 +290,50 @@ def alias_version(name: str, alias: str) -> str:
 
 class BlueGreen:
     """The alias's current version behind nginx, switched to the next one without a
-    failed request. Owns the processes it starts; `stop` stops them all."""
+    failed request, its dead servers started again. Owns every process it starts, from
+    the moment it starts it: `stop` stops them all, whatever state it is in."""
 
     def __init__(self, name: str, alias: str, args: argparse.Namespace):
         self.name, self.alias, self.args = name, alias, args
         settings = {"host": args.host, "port": args.port, "max_body": args.max_body}
         self.nginx = Nginx(args.home, {**settings, "timeout": args.client_timeout})
         self.current: Version | None = None
-        self.next: Version | None = None  # while it replaces the current one
+        self.versions: list[Version] = []  # every version with processes of ours
         self.failed: set[str] = set()  # versions that did not start, until the alias moves
 
+    def start_version(self, version: str) -> Version:
+        """Serve a version; return once every server has read a warm-up picture.
+
+        One process per worker, not `--workers N`: uvicorn's own workers leave Nagle's
+        algorithm on, which adds 40 ms to each keep-alive request (uvicorn issue 3149).
+        Raises EndpointError, having stopped them, when one does not start or answer."""
+        from serving import server
+
+        served = Version(version)
+        self.versions.append(served)
+        for _ in range(self.args.workers):
+            served.servers.append(
+                ModelServer(
+                    f"models:/{self.name}/{version}",
+                    server.free_port(),
+                    self.args.home / f"model-{version}.log",
+                )
+            )
+            served.servers[-1].start()
+        try:
+            for model_server in served.servers:
+                model_server.wait_ready()
+        except BaseException:  # it did not answer, or we are being stopped
+            self.retire(served)
+            raise
+        return served
+
+    def retire(self, served: Version) -> None:
+        served.stop()
+        self.versions.remove(served)
+
     def start(self, version: str) -> None:
-        self.current = start_version(self.name, version, self.args.workers, self.args.home)
+        self.current = self.start_version(version)
         self.nginx.write_config(self.current)
         self.nginx.start()
 
@@ -265,7 +347,7 @@ class BlueGreen:
         )
         started = time.monotonic()
         try:
-            self.next = start_version(self.name, version, self.args.workers, self.args.home)
+            new = self.start_version(version)
         except EndpointError as error:
             self.failed.add(version)
             log(
@@ -273,44 +355,90 @@ class BlueGreen:
                 f"{version}.log; still serving version {self.current.version}"
             )
             return
-        self.nginx.write_config(self.next)
+        self.nginx.write_config(new)
         self.nginx.reload()
-        old, self.current, self.next = self.current, self.next, None
-        old.stop()
+        old, self.current = self.current, new
+        self.retire(old)
         log(
             f"now serving version {version}, {time.monotonic() - started:.0f} s after the "
             "alias was seen to move"
         )
 
-    def follow(self) -> None:
-        """Serve whatever version the alias names, until stopped."""
-        from mlflow.exceptions import MlflowException
+    def restart_dead_servers(self) -> None:
+        """Start each dead server of the current version again, alone, on its port:
+        nginx's config stays as it is, and the others keep serving meanwhile."""
+        from serving.contract import EndpointError
 
-        while True:
-            time.sleep(self.args.poll)
-            if self.nginx.process.poll() is not None:
-                raise SystemExit(f"error: nginx stopped; see {self.args.home}/error.log")
+        servers = self.current.servers
+        dead = [s for s in servers if not s.alive() and s.retry_at <= time.monotonic()]
+        if not dead:
+            return
+        others = meanwhile(living=sum(s.alive() for s in servers))
+        started = time.monotonic()
+        for served in dead:
+            what = f"model server on port {served.port} (version {self.current.version})"
+            if served.retry_at:
+                log(f"{what}: starting it again; {others}")
+            else:
+                log(f"{what} {served.how_it_ended()}; restarting it; {others}")
+            served.stop()  # what is left of it: the port must be free
+            served.start()
+        for served in dead:
             try:
-                version = alias_version(self.name, self.alias)
-            except (MlflowException, OSError) as error:
+                served.wait_ready()
+            except EndpointError as error:
+                served.stop()
+                served.retry_at = time.monotonic() + RETRY_DELAY
                 log(
-                    f"cannot look up {self.name}@{self.alias} ({error}); still serving "
-                    f"version {self.current.version}"
+                    f"model server on port {served.port} did not start again ({error}); see "
+                    f"{served.log_path}; trying again in {RETRY_DELAY} s"
                 )
                 continue
-            if version != self.current.version:
-                if version not in self.failed:
-                    self.switch(version)
-            else:
-                self.failed.clear()
-                if not self.current.running():  # it died: start it again
-                    self.switch(version)
+            served.retry_at = 0
+            seconds = time.monotonic() - started
+            log(f"model server on port {served.port} is back after {seconds:.0f} s")
+
+    def keep_nginx_running(self) -> None:
+        if not self.nginx.alive():
+            log(
+                f"nginx stopped (exit code {self.nginx.process.returncode}); starting it "
+                f"again; see {self.args.home}/error.log"
+            )
+            self.nginx.stop()  # its workers, if they outlived it
+            self.nginx.start()
+
+    def follow_alias(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = alias_version(self.name, self.alias)
+        except (MlflowException, OSError) as error:
+            log(
+                f"cannot look up {self.name}@{self.alias} ({error}); still serving "
+                f"version {self.current.version}"
+            )
+            return
+        if version == self.current.version:
+            self.failed.clear()
+        elif version not in self.failed:
+            self.switch(version)
+
+    def follow(self) -> None:
+        """Serve whatever version the alias names, with every process running, until
+        stopped."""
+        next_look_up = time.monotonic() + self.args.poll
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            self.keep_nginx_running()
+            self.restart_dead_servers()
+            if time.monotonic() >= next_look_up:
+                self.follow_alias()
+                next_look_up = time.monotonic() + self.args.poll
 
     def stop(self) -> None:
         self.nginx.stop()
-        for served in (self.current, self.next):
-            if served:
-                served.stop()
+        for served in list(self.versions):
+            self.retire(served)
 
 
 def main() -> None:
@@ -357,11 +485,11 @@ def main() -> None:
     args.home = args.home.resolve()
     (args.home / "tmp").mkdir(parents=True, exist_ok=True)
     endpoint = BlueGreen(name, args.alias, args)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     url = f"http://{args.host}:{args.port}"
+    stopped_by = None
     try:
         endpoint.start(version)
-        wait_until_ready(url, timeout=30, running=lambda: endpoint.nginx.process.poll() is None)
+        wait_until_ready(url, timeout=30, running=endpoint.nginx.alive)
         log(
             f"serving {name}@{args.alias} (version {version}) at {url}/invocations; "
             f"access log {args.home}/access.log"
@@ -369,10 +497,20 @@ def main() -> None:
         endpoint.follow()
     except EndpointError as error:
         raise SystemExit(f"error: {error}") from None
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, tracking.Stopped) as stop:
+        stopped_by = stop
     finally:
+        # A second Ctrl+C or SIGTERM must not cut this short and leave servers running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         endpoint.stop()
+    if stopped_by:
+        print(
+            f"stopped by {tracking.stop_reason(stopped_by)}: nginx and every model server "
+            "of the endpoint are stopped",
+            file=sys.stderr,
+        )
+        raise SystemExit(130 if isinstance(stopped_by, KeyboardInterrupt) else 143)
 
 
 if __name__ == "__main__":

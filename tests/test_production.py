@@ -6,6 +6,7 @@ that the promotions here change nothing for the other modules: version 1 (the go
 model) is champion at the start, version 2 (the middling one) is promoted to it.
 """
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,6 @@ from serving.contract import (
     post,
     read_model,
     request_body,
-    wait_until_ready,
 )
 
 from helpers import MODEL_NAME, free_port, stage_env, store
@@ -40,6 +41,7 @@ class Production:
     process: subprocess.Popen
     home: Path  # nginx's config, the access log, the model servers' logs
     work: Path  # the store's folder
+    output: Path  # what the endpoint printed
 
     def model_servers(self) -> list[psutil.Process]:
         """The `mlflow models serve` processes it runs now."""
@@ -52,39 +54,73 @@ class Production:
     def access_log(self) -> list[str]:
         return (self.home / "access.log").read_text().splitlines()
 
+    def printed(self) -> str:
+        return self.output.read_text()
 
-@pytest.fixture(scope="module")
-def production(work, tmp_path_factory, test_digits):
-    """`python -m serving.production` on a copy of the store, champion version 1."""
-    copy = tmp_path_factory.mktemp("production")
-    shutil.copy(work / "mlflow.db", copy / "mlflow.db")
-    shutil.copy(work / "params.yaml", copy / "params.yaml")
-    mlflow.MlflowClient(store(copy)).set_registered_model_alias(MODEL_NAME, "champion", "1")
-    port, home, log = free_port(), copy / "home", copy / "production.log"
-    with open(log, "w") as output:
+
+def store_copy(work: Path, folder: Path) -> Path:
+    """A copy of the work fixture's store in folder, champion version 1."""
+    shutil.copy(work / "mlflow.db", folder / "mlflow.db")
+    shutil.copy(work / "params.yaml", folder / "params.yaml")
+    mlflow.MlflowClient(store(folder)).set_registered_model_alias(MODEL_NAME, "champion", "1")
+    return folder
+
+
+def start_production(copy: Path, *args: str) -> Production:
+    """`python -m serving.production` on the store in copy, not yet waited for."""
+    port, output = free_port(), copy / "production.log"
+    with open(output, "w") as printed:
         process = subprocess.Popen(
             [sys.executable, "-m", "serving.production", "--port", str(port)]
-            + ["--client-timeout", str(CLIENT_TIMEOUT), "--home", str(home)],
+            + ["--client-timeout", str(CLIENT_TIMEOUT), "--home", str(copy / "home"), *args],
             cwd=copy,
             env=stage_env(MLFLOW_TRACKING_URI=store(copy)),
-            stdout=output,
+            stdout=printed,
             stderr=subprocess.STDOUT,
+            # Ctrl+C must reach it, however pytest was started (a shell's `&` ignores it).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, timeout=300, running=lambda: process.poll() is None)
-    except EndpointError as error:
-        process.kill()
-        pytest.fail(f"{error}:\n{log.read_text()}")
-    yield Production(url, process, home, copy)
+    return Production(f"http://127.0.0.1:{port}", process, copy / "home", copy, output)
 
-    started = psutil.Process(process.pid).children(recursive=True)  # nginx, model servers
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
+
+def wait_for_endpoint(production: Production) -> None:
+    """Until it says it serves (nginx may answer a moment before)."""
+    deadline = time.monotonic() + 300
+    while f"serving {MODEL_NAME}@champion" not in production.printed():
+        if production.process.poll() is not None or time.monotonic() > deadline:
+            production.process.kill()
+            pytest.fail(f"the endpoint did not start:\n{production.printed()}")
+        time.sleep(0.2)
+
+
+def stop_production(production: Production, number: int = signal.SIGTERM) -> str:
+    """Signal the endpoint, wait for it; fail if anything it started is left running.
+    Returns the last line it printed."""
+    started = psutil.Process(production.process.pid).children(recursive=True)
+    ports = [production.url.rsplit(":", 1)[1]]
+    ports += [p.cmdline()[p.cmdline().index("--port") + 1] for p in production.model_servers()]
+    production.process.send_signal(number)
+    production.process.wait(timeout=90)
     _, left = psutil.wait_procs(started, timeout=10)
     for orphan in left:
         orphan.kill()
     assert not left, f"still running after the endpoint stopped: {[p.cmdline() for p in left]}"
+    for port in ports:  # nothing it started still answers, even a server started meanwhile
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", int(port)), timeout=5).close()
+    return production.printed().strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def production(work, tmp_path_factory, test_digits):
+    """`python -m serving.production --workers 2` on a copy of the store, champion
+    version 1."""
+    endpoint = start_production(
+        store_copy(work, tmp_path_factory.mktemp("production")), "--workers", "2"
+    )
+    wait_for_endpoint(endpoint)
+    yield endpoint
+    assert stop_production(endpoint).startswith("stopped by SIGTERM")
 
 
 @pytest.fixture(scope="module")
@@ -171,17 +207,7 @@ def test_a_promotion_reaches_it_with_no_failed_request(production, test_digits):
     While nginx reloads, its old worker and its new one both take connections for a
     moment, so answers of both versions can alternate; SETTLE seconds later, only the
     new version answers."""
-    replies = []  # (time, status, version)
-    stop = threading.Event()
     body = request_body([png(test_digits[0])])
-
-    def send_without_pause():
-        while not stop.is_set():
-            try:
-                reply = post(production.url, body, timeout=30)
-                replies.append((time.monotonic(), reply.status, reply.version))
-            except EndpointError as error:
-                replies.append((time.monotonic(), str(error), None))
 
     def first_answer(version: str, since: float) -> float:
         """When the first answer of that version came, after `since`."""
@@ -196,9 +222,7 @@ def test_a_promotion_reaches_it_with_no_failed_request(production, test_digits):
     def versions_between(start: float, end: float) -> set[str]:
         return {v for t, _, v in list(replies) if start < t < end}
 
-    client = threading.Thread(target=send_without_pause)
-    client.start()
-    try:
+    with clients_without_pause(production.url, body, count=1) as replies:
         first_answer("1", since=0)
         promoted = time.monotonic()
         result = subprocess.run(
@@ -216,9 +240,6 @@ def test_a_promotion_reaches_it_with_no_failed_request(production, test_digits):
         client_api.set_registered_model_alias(MODEL_NAME, "champion", "1")  # as the UI does
         to_1 = first_answer("1", moved)
         time.sleep(SETTLE + 1)
-    finally:
-        stop.set()
-        client.join()
     failed = [r for r in replies if r[1] != 200]
     assert not failed, failed[:5]
     assert versions_between(0, promoted) == {"1"}
@@ -229,7 +250,112 @@ def test_a_promotion_reaches_it_with_no_failed_request(production, test_digits):
         f"after the alias moved; {len(replies)} requests"
     )
     # The old version's server is stopped once nginx no longer sends it anything.
-    assert len(production.model_servers()) == 1
+    assert len(production.model_servers()) == 2  # --workers 2
 
 
 SETTLE = 2  # seconds
+
+
+@contextlib.contextmanager
+def clients_without_pause(url: str, body: bytes, count: int) -> Iterator[list[tuple]]:
+    """`count` clients posting body to url without pause until the block ends; yields
+    the list of their replies as (time, status or error, version), growing."""
+    replies = []
+    stop = threading.Event()
+
+    def send_without_pause():
+        while not stop.is_set():
+            try:
+                reply = post(url, body, timeout=30)
+                replies.append((time.monotonic(), reply.status, reply.version))
+            except EndpointError as error:
+                replies.append((time.monotonic(), str(error), None))
+
+    clients = [threading.Thread(target=send_without_pause) for _ in range(count)]
+    for client in clients:
+        client.start()
+    try:
+        yield replies
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()
+
+
+def server_port(server: psutil.Process) -> int:
+    return int(server.cmdline()[server.cmdline().index("--port") + 1])
+
+
+def kill_tree(server: psutil.Process) -> None:
+    """SIGKILL to a model server and its children, as the out-of-memory killer would."""
+    for process in [server, *server.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+def wait_until(condition, timeout: float, what: str) -> float:
+    """Seconds until condition() was true; a failed test after timeout."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"not within {timeout} s: {what}"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def test_a_dead_model_server_is_restarted_alone_with_no_failed_request(production, test_digits):
+    """Eight clients without pause; one of the two model servers is killed (its whole
+    tree, SIGKILL): no request fails, nginx retries on the other server, and the dead
+    one is started again on its port while the other keeps serving."""
+    body = request_body([png(test_digits[0])])
+    victim, survivor = production.model_servers()
+    nginx = [p for p in psutil.Process(production.process.pid).children() if p.name() == "nginx"]
+    port = server_port(victim)
+    printed_before = len(production.printed())
+    with clients_without_pause(production.url, body, count=8) as replies:
+        wait_until(lambda: len(replies) > 50, 60, "answers before the kill")
+        kill_tree(victim)
+        killed = time.monotonic()
+        back = wait_until(
+            lambda: f"model server on port {port} is back" in production.printed(), 90, "back"
+        )
+        answered = len(replies)
+        wait_until(lambda: len(replies) > answered + 50, 60, "answers after the restart")
+    failed = [r for r in replies if r[1] != 200]
+    assert not failed, failed[:5]
+    assert {v for t, _, v in replies if t > killed} == {"1"}
+    printed = production.printed()[printed_before:]
+    assert (
+        f"model server on port {port} (version 1) died with SIGKILL; restarting it; "
+        "the other keeps serving" in printed
+    )
+    servers = production.model_servers()
+    assert survivor in servers and victim not in servers and len(servers) == 2
+    assert server_port(next(s for s in servers if s != survivor)) == port  # its own port
+    assert all(p.is_running() for p in nginx)  # nginx was not restarted
+    assert "starting it beside" not in printed  # no whole-version switch
+    assert back < 60, f"back {back:.0f} s after the kill"
+    print(f"{len(replies)} requests, the server back {back:.1f} s after the kill")
+
+
+def test_sigterm_while_a_dead_server_restarts_stops_everything(work, tmp_path):
+    endpoint = start_production(store_copy(work, tmp_path), "--workers", "1")
+    wait_for_endpoint(endpoint)
+    [server] = endpoint.model_servers()
+    kill_tree(server)
+    wait_until(lambda: "restarting it" in endpoint.printed(), 30, "restarting")
+    wait_until(lambda: endpoint.model_servers(), 30, "a new model server")
+    last_line = stop_production(endpoint, signal.SIGTERM)
+    assert endpoint.process.returncode == 143
+    assert last_line == (
+        "stopped by SIGTERM: nginx and every model server of the endpoint are stopped"
+    )
+    assert "Traceback" not in endpoint.printed()
+
+
+def test_ctrl_c_while_it_starts_stops_everything(work, tmp_path):
+    endpoint = start_production(store_copy(work, tmp_path), "--workers", "2")
+    wait_until(lambda: len(endpoint.model_servers()) == 2, 60, "model servers starting")
+    last_line = stop_production(endpoint, signal.SIGINT)
+    assert endpoint.process.returncode == 130
+    assert last_line.startswith("stopped by Ctrl+C")
+    assert "Traceback" not in endpoint.printed()
