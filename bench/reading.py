@@ -11,7 +11,7 @@ written by `dvc repro`) and the seed, sends every picture through the pictures-t
 model as a client would, and prints per set: whole numbers right, digits right (in the
 numbers whose count of digits came out right), the kinds of miss (too few digits, too
 many, a wrong digit), and the milliseconds per number. The `evaluate` stage reports the
-first 100 numbers of seed 0 of the sets canvases, drawn and hard.
+first 100 numbers of seed 0 of the sets canvases, drawn, hard and photo.
 """
 
 import argparse

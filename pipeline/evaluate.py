@@ -23,7 +23,7 @@ from serving.contract import png, read_model
 
 # The fixed part of the numbers benchmark every version is measured on.
 NUMBERS_SEED, NUMBERS_PER_SET = 0, 100
-NUMBERS_SETS = ("canvases", "drawn", "hard")
+NUMBERS_SETS = ("canvases", "drawn", "hard", "photo")
 
 
 def class_report(true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, dict]:

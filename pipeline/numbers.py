@@ -162,6 +162,7 @@ class Style:
     inverted: float = 0.0  # share of numbers written light on dark
     jpeg: float = 0.0  # share of numbers saved as JPEG
     paper: bool = False  # grey, lined or unevenly lit paper, a little blur and noise
+    photo: bool = False  # a colour photo of a sheet on a table (pipeline/numbers.py: _photograph)
 
 
 SETS = {
@@ -198,6 +199,18 @@ SETS = {
         jpeg=1.0,
         paper=True,
     ),
+    # Phone photos of a number written on a sheet of paper lying tilted on a table:
+    # tinted paper, uneven light, the sheet's edge, ruled or squared lines, blue or dark ink.
+    "photo": Style(
+        lengths=(2, 7),
+        height=(40, 130),
+        size_spread=0.3,
+        gap=(0.05, 0.6),
+        pen="ballpoint",
+        pen_share=0.6,
+        jpeg=1.0,
+        photo=True,
+    ),
 }
 
 
@@ -231,6 +244,8 @@ def _pen_width(kind: str, height: float, rng: Rng) -> float:
         return rng.uniform(0.07, 0.16) * height
     if kind == "thin":
         return rng.uniform(1.0, 2.5)
+    if kind == "ballpoint":  # a pen's line in a photo: a few pixels, thicker on big digits
+        return max(2.0, rng.uniform(0.04, 0.1) * height)
     return 0.0
 
 
@@ -264,6 +279,8 @@ def _add_specks(ink: np.ndarray, count: int, rng: Rng) -> np.ndarray:
 
 def _encode(ink: np.ndarray, style: Style, rng: Rng) -> bytes:
     """The picture as a person's file: ink on paper, PNG or JPEG."""
+    if style.photo:
+        return _jpeg(Image.fromarray(np.round(_photograph(ink, rng) * 255).astype(np.uint8)), rng)
     if style.paper:
         gray = _on_paper(ink, rng)
     else:
@@ -280,18 +297,200 @@ def _encode(ink: np.ndarray, style: Style, rng: Rng) -> bytes:
 
 
 def _on_paper(ink: np.ndarray, rng: Rng) -> np.ndarray:
-    """Ink of a pen or pencil on grey, lined or unevenly lit paper, as a phone sees it."""
+    """Ink of a pen or pencil on grey, lined or unevenly lit paper, as a phone sees it:
+    the lines 1-2 pixels wide and a little tilted (a sheet is never quite straight),
+    sometimes squares, sometimes a soft shadow across the page."""
     height, width = ink.shape
     paper = rng.uniform(0.7, 0.95)
     y, x = np.mgrid[0:height, 0:width] / max(height, width)
     light = 1 + rng.uniform(-0.15, 0.15) * x + rng.uniform(-0.15, 0.15) * y
+    if rng.random() < 0.25:  # the soft shadow of a hand or the phone
+        angle = rng.uniform(0, 2 * np.pi)
+        along = np.cos(angle) * x + np.sin(angle) * y
+        light *= 1 - rng.uniform(0.1, 0.3) / (1 + np.exp(-(along - along.mean()) / 0.05))
     background = paper * light + rng.normal(0, 0.02, ink.shape)
-    if rng.random() < 0.5:  # ruled lines, fainter than the ink
-        spacing = int(rng.uniform(0.15, 0.3) * height) + 8
-        background[int(rng.integers(spacing)) :: spacing] -= rng.uniform(0.08, 0.15)
+    if rng.random() < 0.5:  # ruled lines, fainter than the ink, at the page's tilt
+        spacing = rng.uniform(0.15, 0.3) * height + 8
+        tilt = np.radians(rng.uniform(-3, 3))
+        rows, cols = np.mgrid[0:height, 0:width]
+        across = rows * np.cos(tilt) - cols * np.sin(tilt) + rng.uniform(0, spacing)
+        lines = _lines(across, spacing, rng.uniform(1.0, 2.0))
+        if rng.random() < 0.3:  # squared paper
+            along = rows * np.sin(tilt) + cols * np.cos(tilt) + rng.uniform(0, spacing)
+            lines = np.maximum(lines, _lines(along, spacing, rng.uniform(1.0, 2.0)))
+        background -= rng.uniform(0.08, 0.15) * lines
     strength = rng.uniform(0.5, 0.85)  # pencil to ballpoint
     gray = background * (1 - strength * ink)
     return ndimage.gaussian_filter(gray, 0.7)
+
+
+# --- photos of paper ----------------------------------------------------------------------
+
+
+MAX_PHOTO = (480, 1280)  # rows, columns: a phone's crop of a line of writing
+
+PAPERS = {  # reflectance per channel, before the light: what people write on
+    "white": (1.0, 1.0, 1.0),
+    "grey": (0.9, 0.9, 0.9),
+    "cream": (1.0, 0.96, 0.84),
+    "bluish": (0.92, 0.96, 1.0),
+}
+TABLES = {  # the surface under the sheet: darker than paper, often coloured
+    "wood": (0.55, 0.36, 0.22),
+    "dark wood": (0.32, 0.2, 0.12),
+    "grey": (0.42, 0.43, 0.45),
+    "black": (0.16, 0.16, 0.17),
+    "green": (0.25, 0.38, 0.3),
+}
+INKS = {  # a pen's colour at full coverage
+    "black": (0.1, 0.1, 0.12),
+    "grey": (0.25, 0.25, 0.27),
+    "blue": (0.12, 0.18, 0.52),
+}
+
+
+def _photograph(ink: np.ndarray, rng: Rng) -> np.ndarray:
+    """Ink on a sheet of paper lying tilted on a table, as a phone photographs it: RGB in
+    [0, 1]. The sheet may show its edge or corner; the digits stay on it."""
+    ink = _fit(ink, rng)
+    height, width = _photo_size(ink.shape, rng)
+    angle = np.radians(rng.uniform(-6, 6))
+    # Sheet coordinates (u along the rules, v across them) of every picture pixel, turned
+    # about the picture's centre; the ink lies at the centre of the sheet's writing area.
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    cy, cx = height / 2 + rng.normal(0, 0.03 * height), width / 2 + rng.normal(0, 0.03 * width)
+    cos, sin = np.cos(angle), np.sin(angle)
+    u = cos * (x - cx) + sin * (y - cy)
+    v = -sin * (x - cx) + cos * (y - cy)
+    written = ndimage.map_coordinates(
+        ink, [v + ink.shape[0] / 2, u + ink.shape[1] / 2], order=1, cval=0.0
+    )
+    reflectance = _sheet_on_table(u, v, ink.shape, (height, width, angle), rng)
+    reflectance = _rules(reflectance, u, v, ink.shape, rng)
+    colour = np.array(INKS[rng.choice(list(INKS))]) * rng.uniform(0.8, 1.2)
+    strength = rng.uniform(0.75, 1.0)  # a ballpoint's stroke is not always fully dark
+    cover = (strength * written)[..., None]
+    picture = reflectance * (1 - cover) + colour * cover
+    picture = picture * _light(height, width, rng)[..., None]
+    picture = ndimage.gaussian_filter(picture, (rng.uniform(0.4, 1.2),) * 2 + (0,))
+    picture += rng.normal(0, rng.uniform(0.008, 0.035), picture.shape)  # sensor noise
+    return picture.clip(0, 1)
+
+
+def _fit(ink: np.ndarray, rng) -> np.ndarray:
+    """The written line, shrunk if needed so that it fits a phone's crop with room around."""
+    ink = _tight(ink)
+    scale = min(1.0, 0.8 * MAX_PHOTO[1] / ink.shape[1], 0.6 * MAX_PHOTO[0] / ink.shape[0])
+    if scale < 1:
+        size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
+        ink = np.asarray(Image.fromarray(ink, "F").resize(size, Image.BILINEAR)).clip(0, 1)
+    return np.pad(ink, 2)
+
+
+def _photo_size(ink_shape, rng) -> tuple[int, int]:
+    """The picture: the ink's size turned by up to 6 degrees, plus a margin, at most 1280x480."""
+    rows, cols = ink_shape
+    turned = rows + 0.11 * cols  # sin(6 degrees) of the width adds to the height
+    height = min(MAX_PHOTO[0], int(turned + rng.uniform(0.4, 2.5) * rows + 30))
+    width = min(MAX_PHOTO[1], int(cols + rng.uniform(0.15, 0.9) * cols + 60))
+    return height, width
+
+
+def _sheet_on_table(u, v, ink_shape, frame, rng) -> np.ndarray:
+    """The sheet's reflectance, or the table's where the sheet ends: in many pictures an
+    edge or a corner of the sheet shows, never closer to the ink than a margin."""
+    height, width, _ = frame
+    paper = np.array(PAPERS[rng.choice(list(PAPERS))]) * rng.uniform(0.78, 1.0)
+    rows, cols = ink_shape
+    # Each side of the sheet: beyond the picture, or inside it between the ink and the
+    # picture's edge (the far corner of the picture along that side is what shows).
+    span_u = np.abs(u).max(), np.abs(v).max()
+    sides = []
+    for half, reach in ((cols / 2, span_u[0]), (rows / 2, span_u[1])):
+        for _ in range(2):
+            if rng.random() < 0.3:
+                sides.append(rng.uniform(half + 15, max(half + 16, reach - 5)))
+            else:
+                sides.append(reach + 100)
+    left, right, top, bottom = sides
+    sheet = (u > -left) & (u < right) & (v > -top) & (v < bottom)
+    # Soften the edge by a pixel (antialiasing) and let the sheet cast a thin shadow.
+    inside = ndimage.gaussian_filter(sheet.astype(np.float32), 0.7)[..., None]
+    table = _table(u.shape, rng)
+    shadow = 1 - 0.35 * (ndimage.gaussian_filter(sheet.astype(np.float32), 4) - sheet)
+    table = table * shadow.clip(0, 1)[..., None]
+    return paper * inside + table * (1 - inside) + rng.normal(0, 0.01, (*u.shape, 3)) * inside
+
+
+def _table(shape, rng) -> np.ndarray:
+    """A table's surface: a colour with grain (wood) or a fine mottle."""
+    colour = np.array(TABLES[rng.choice(list(TABLES))]) * rng.uniform(0.7, 1.1)
+    height, width = shape
+    grain = ndimage.gaussian_filter(rng.normal(0, 1, (height, width)), (0.5, 12))
+    mottle = ndimage.gaussian_filter(rng.normal(0, 1, (height, width)), 3)
+    texture = 1 + 0.08 * grain / max(grain.std(), 1e-6) + 0.05 * mottle / max(mottle.std(), 1e-6)
+    return colour * texture[..., None]
+
+
+def _rules(reflectance, u, v, ink_shape, rng) -> np.ndarray:
+    """Ruled lines (a third of the sheets) or squares (some), faint blue or grey, at the
+    sheet's tilt and across the digits; on ruled sheets sometimes a red margin line."""
+    kind = rng.random()
+    if kind > 0.5:
+        return reflectance
+    colour = np.array([(0.55, 0.68, 0.9), (0.62, 0.62, 0.64)][rng.integers(2)])
+    depth = rng.uniform(0.35, 0.8)  # how much of the line's colour shows: faint to firm
+    rows = ink_shape[0]
+    if kind < 0.33:  # ruled
+        spacing = rng.uniform(0.35, 0.8) * rows
+        lines = _lines(v + rng.uniform(0, spacing), spacing, rng.uniform(1.0, 2.5))
+        reflectance = _draw(reflectance, lines * depth, colour)
+        if rng.random() < 0.4:
+            margin = -ink_shape[1] / 2 - rng.uniform(20, 120)
+            line = (1 - np.abs(u - margin) / rng.uniform(1.0, 1.8)).clip(0, 1)
+            reflectance = _draw(reflectance, line * depth, np.array((0.9, 0.4, 0.42)))
+    else:  # squared
+        spacing = rng.uniform(0.18, 0.4) * rows + 8
+        width = rng.uniform(0.8, 1.6)
+        lines = np.maximum(
+            _lines(v + rng.uniform(0, spacing), spacing, width),
+            _lines(u + rng.uniform(0, spacing), spacing, width),
+        )
+        reflectance = _draw(reflectance, lines * depth * 0.7, colour)
+    return reflectance
+
+
+def _lines(position, spacing, width) -> np.ndarray:
+    """Coverage of lines of the given width every `spacing`, antialiased."""
+    distance = np.abs((position + spacing / 2) % spacing - spacing / 2)
+    return (width / 2 + 0.5 - distance).clip(0, 1)
+
+
+def _draw(reflectance, coverage, colour) -> np.ndarray:
+    cover = coverage[..., None]
+    return reflectance * (1 - cover) + reflectance * colour * cover
+
+
+def _light(height, width, rng) -> np.ndarray:
+    """Light that changes across the sheet: a gradient, lighter or darker corners, and
+    sometimes the soft shadow of the phone or a hand."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = y / max(height, width) - 0.5 * height / max(height, width), x / max(height, width) - 0.5
+    light = 1 + rng.uniform(-0.25, 0.25) * x + rng.uniform(-0.25, 0.25) * y
+    light += rng.uniform(-0.3, 0.2) * (x**2 + y**2)  # vignette or lighter corners
+    if rng.random() < 0.3:
+        angle = rng.uniform(0, 2 * np.pi)
+        along = np.cos(angle) * x + np.sin(angle) * y - rng.uniform(-0.3, 0.3)
+        soft = rng.uniform(0.03, 0.12)
+        light *= 1 - rng.uniform(0.15, 0.4) / (1 + np.exp(-along / soft))
+    return light * rng.uniform(0.85, 1.1)
+
+
+def _jpeg(image: Image.Image, rng: Rng) -> bytes:
+    """A phone's JPEG: quality from poor to good."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=int(rng.integers(40, 92)))
+    return buffer.getvalue()
 
 
 def make_sets(

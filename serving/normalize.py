@@ -25,6 +25,7 @@ Which strokes form one digit is decided with the network, in two steps:
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
@@ -34,7 +35,18 @@ INK_THRESHOLD = 0.1  # of the strongest ink: MNIST's digits then span exactly 20
 SPECK_AREA = 0.02  # strokes smaller than this part of the largest stroke's area ...
 SPECK_SIZE = 0.04  # ... or than this part of the picture's shorter side are specks
 FRAGMENT = 0.15  # a stroke with less ink than this share of a neighbour a pixel away is part of it
-RULE_LENGTH = 0.8  # ink running across this share of a picture is a ruled line
+RULE_LENGTH = 0.5  # a thin straight run of ink across this share of a picture is a line
+RULE_TILT = 8.0  # ... at up to this many degrees (a sheet photographed a little turned)
+RULE_SMOOTH = 15  # ... found in the ink averaged along this many pixels of it (noise
+RULE_FAINT = 0.5  # and JPEG break a faint line into dashes), at this share of the threshold,
+RULE_SPAN = 400  # in pictures at least this wide (pixels)
+RULE_INK = 0.5  # ... and fainter than this share of the strongest ink (a pen's stroke)
+RULE_WIDTH = 6  # ... no wider than this (pixels): ruled lines are thin, a digit's bar is not
+PAPER_SIDE = 160  # the paper and the table are found on the picture shrunk to this side
+PAPER_SCALE = 0.5  # the paper: the picture closed over this share of its shorter side
+TABLE_DARK = 0.8  # darker than this share of the paper, on the border: the table (or a mat)
+TABLE_STEP = 1.25  # ... when its edge is a step of at least this ratio, not a soft shadow
+SHEET_FLAT = 0.6  # a sheet amid a dark table: this share of the middle is near its paper
 TARGET_STROKE = 2.5  # MNIST-like stroke width, in pixels of the 20-pixel box
 
 MAX_PARTS = 4  # parts one digit may have: the strokes of a 4 or a 5, pieces of a cut
@@ -94,11 +106,21 @@ def ink_of(image: Image.Image) -> np.ndarray:
     if "A" in image.getbands() or "transparency" in image.info:
         # A transparent picture: what is painted is the ink.
         return np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
-    gray = np.asarray(image.convert("L"), dtype=np.float32) / 255
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    light_paper = float(np.median(border)) > 0.5  # the paper is what surrounds the digits
-    ink = _paper(gray, light_paper) - gray
-    return np.clip(ink if light_paper else -ink, 0, 1)
+    gray = _brightness(image)
+    if not _dark_on_light(gray):
+        gray = 1 - gray
+    small = _shrink(gray)
+    scale = small.shape[0] / gray.shape[0]
+    # First with a square wider than any stroke, to measure the strokes; then with one
+    # just wider than them, so that light that dips in the middle is followed too.
+    rough = 1 - gray / np.maximum(
+        _grow_to(_paper(small, PAPER_SCALE * min(small.shape)), gray.shape), 1e-3
+    )
+    paper = _paper(small, scale * (3 * _stroke_width(rough) + 4))
+    under = _grow_to(paper, gray.shape)
+    ink = (under - gray) / np.maximum(under, 1e-3)  # no paper (a black picture): no ink
+    ink[_grow_to(_table(small, paper), gray.shape) > 0] = 0
+    return np.clip(ink, 0, 1)
 
 
 def on_paper(image: Image.Image) -> Image.Image:
@@ -106,25 +128,119 @@ def on_paper(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(255 * (1 - ink_of(image))).astype(np.uint8))
 
 
-def _paper(gray: np.ndarray, light: bool) -> np.ndarray:
-    """The paper's brightness at each pixel: a plane fitted to the pixels that are not
-    ink, so that a photo lit unevenly has no shadow taken for ink."""
+def _brightness(image: Image.Image) -> np.ndarray:
+    """Grey levels in [0, 1] where coloured lines (a light blue rule, a red margin) are
+    lighter than in plain luminance and dark ink of any hue stays dark: the mean of the
+    luminance and the brightest channel."""
+    if image.mode != "P" and len(image.getbands()) == 1:  # grey already
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    luminance = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return (luminance + rgb.max(axis=2)) / 2
+
+
+def _dark_on_light(gray: np.ndarray) -> bool:
+    """Whether the ink is darker than the paper: the paper is most of the picture (its
+    median), the ink the far tail on one side. In a photo a sheet on a dark table may
+    leave the table most of the picture: then the middle, where the writing is, decides,
+    if its paper is a flat majority there. (Not in a small picture, as an MNIST scan,
+    whose middle is the digit.)"""
+    dark, _ = _polarity(gray)
+    if dark or min(gray.shape) < PAPER_SIDE:
+        return dark
     height, width = gray.shape
-    step = max(1, int(np.sqrt(gray.size / 5_000)))  # a sample is enough for a plane
-    y, x = np.mgrid[0:height:step, 0:width:step]
-    y, x = y.ravel() / height, x.ravel() / width
-    sample = gray[::step, ::step].ravel()
-    terms = np.stack([np.ones_like(x), x, y], axis=1)
-    paper = np.ones_like(sample, dtype=bool)
-    for _ in range(3):  # fit, leave out what is darker (or lighter) than paper, refit
-        coefficients = np.linalg.lstsq(terms[paper], sample[paper], rcond=None)[0]
-        residual = sample - terms @ coefficients
-        paper = residual > -0.05 if light else residual < 0.05
-        if paper.sum() < 3:
-            break
-    rows, cols = np.arange(height)[:, None] / height, np.arange(width)[None, :] / width
-    a, b, c = coefficients
-    return (a + b * cols + c * rows).astype(np.float32)
+    dark, flat = _polarity(
+        gray[height // 4 : height - height // 4, width // 4 : width - width // 4]
+    )
+    return dark and flat >= SHEET_FLAT
+
+
+def _polarity(gray: np.ndarray) -> tuple[bool, float]:
+    """Whether the far tail of the grey levels is the dark one, and the share of the
+    pixels near the median (within a tenth of the range; 0 if there is no ink)."""
+    sample = gray[:: max(1, gray.shape[0] // 200), :: max(1, gray.shape[1] // 200)]
+    low, middle, high = np.percentile(sample, [0.5, 50, 99.5])
+    flat = float(np.mean(np.abs(sample - middle) <= 0.1 * (high - low)))
+    if high - low < MIN_CONTRAST:
+        flat = 0.0
+    return middle - low >= high - middle, flat
+
+
+def _shrink(gray: np.ndarray) -> np.ndarray:
+    scale = PAPER_SIDE / min(gray.shape)
+    if scale >= 1:
+        return gray
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def _grow_to(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if small.shape == shape:
+        return small
+    interpolation = cv2.INTER_NEAREST if small.dtype == np.uint8 else cv2.INTER_LINEAR
+    return cv2.resize(small, (shape[1], shape[0]), interpolation=interpolation)
+
+
+def _stroke_width(ink: np.ndarray) -> float:
+    """The width of the widest strokes, in pixels: twice the distance from the middle of
+    a stroke to its edge, at the 99th percentile of the ink pixels."""
+    strong = (ink > 0.5 * float(ink.max(initial=0))).astype(np.uint8)
+    if not strong.any():
+        return 0.0
+    distance = cv2.distanceTransform(strong, cv2.DIST_L2, 3)
+    # (No paper at all, as a blank picture: as wide as the picture.)
+    return min(2 * float(np.percentile(distance[strong > 0], 99)), float(min(ink.shape)))
+
+
+def _paper(small: np.ndarray, size: float) -> np.ndarray:
+    """The paper's brightness at each pixel: the picture closed (a maximum, then a
+    minimum, over a square wider than any stroke), so that ink, lines and thin shadows
+    vanish while light that changes across the sheet, even steeply, is followed exactly;
+    a region that touches the border (the table) keeps its own brightness."""
+    size = max(3, int(size) | 1)
+    # Beyond the border the picture goes on as at the border: a table there stays table.
+    padded = cv2.copyMakeBorder(small, size, size, size, size, cv2.BORDER_REPLICATE)
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, np.ones((size, size), np.uint8))
+    return closed[size:-size, size:-size]
+
+
+def _table(small: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """Where the picture shows what the sheet lies on (uint8 mask). The sheet's edge is a
+    sharp step in the paper's brightness (a shadow's edge is soft, light changes slowly,
+    ink and lines are gone from the paper), so the steps cut the picture into regions;
+    a region that touches the border and is much darker than the regions beside it,
+    across its edge, is the table. Each region is judged by its own edge, however far its
+    far side lies from the sheet."""
+    window = np.ones((5, 5), np.uint8)
+    step = cv2.dilate(paper, window) / np.maximum(cv2.erode(paper, window), 1e-3)
+    edge = (step >= TABLE_STEP).astype(np.uint8)
+    if not edge.any():
+        return np.zeros(small.shape, np.uint8)
+    count, labels = cv2.connectedComponents(1 - edge, connectivity=4)
+    border = np.zeros(small.shape, bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    touching = set(np.unique(labels[border & (edge == 0)])) - {0}
+    near = np.ones((15, 15), np.uint8)
+    table = np.zeros(small.shape, bool)
+    for label in touching:
+        region = (labels == label).astype(np.uint8)
+        beside = (cv2.dilate(region, near) > 0) & (region == 0) & (edge == 0)
+        if not beside.any():
+            continue  # the whole picture but for edges: no sheet beside it
+        inside = (cv2.dilate(beside.astype(np.uint8), near) > 0) & (region > 0)
+        dark, light = np.median(paper[inside]), np.median(paper[beside])
+        if dark < TABLE_DARK * light:
+            # The region, and what of its edge (and of pockets cut off in it) is nearer
+            # the table's brightness than the sheet's.
+            table |= (cv2.dilate(region, near) > 0) & (paper < np.sqrt(dark * light))
+            table |= region > 0
+    # The sheet's edge itself, where it reaches the border: the paper steps there, so
+    # what is ink is not known (ink is far from the edge; a thick stroke's edge is not
+    # at the border).
+    count, pieces = cv2.connectedComponents(edge, connectivity=8)
+    table |= np.isin(pieces, list(set(np.unique(pieces[border])) - {0}))
+    # And a little more: the sheet's soft rim and its shadow on the table.
+    return cv2.dilate(table.astype(np.uint8), window)
 
 
 def candidates(image: Image.Image) -> Page:
@@ -134,7 +250,7 @@ def candidates(image: Image.Image) -> Page:
     if strongest < MIN_CONTRAST:
         return Page()
     ink = ink / strongest
-    parts = _parts(ink)
+    parts = _parts(ink, max(INK_THRESHOLD, _noise(ink)))
     tallest = max(_length(rows) for (rows, _), _, _ in parts) if parts else 1
     pairs = list(zip(parts, parts[1:], strict=False))
     page = Page(
@@ -241,10 +357,21 @@ def to_mnist(crop: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
 Box = tuple[slice, slice]
 
 
-def _parts(ink: np.ndarray) -> list[tuple[Box, np.ndarray, int]]:
+def _noise(ink: np.ndarray) -> float:
+    """An ink level that the paper's own grain and a sensor's noise reach now and then:
+    the median and four spreads of the faint pixels (0 on a clean canvas)."""
+    sample = ink[:: max(1, ink.shape[0] // 150), :: max(1, ink.shape[1] // 150)]
+    faint = sample[sample < 0.3]
+    if faint.size == 0:
+        return 0.0
+    middle = float(np.median(faint))
+    return middle + 4 * 1.4826 * float(np.median(np.abs(faint - middle)))
+
+
+def _parts(ink: np.ndarray, threshold: float) -> list[tuple[Box, np.ndarray, int]]:
     """The strokes that are not specks, wide ones cut, by their centres, left to right:
     (box, mask, how many times the cut after it crosses the stroke, 0 if none)."""
-    labels = _strokes(_without_rules(ink > INK_THRESHOLD))
+    labels = _strokes(_without_rules(ink, threshold))
     count = int(labels.max())
     boxes = ndimage.find_objects(labels)
     areas = ndimage.sum_labels(np.ones_like(ink), labels, range(1, count + 1))
@@ -280,7 +407,11 @@ def _strokes(ink: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(ink, structure=np.ones((3, 3)))
     near, _ = ndimage.label(ndimage.binary_dilation(ink), structure=np.ones((3, 3)))
     areas = ndimage.sum_labels(ink, labels, range(1, count + 1))
-    groups = ndimage.maximum(near, labels, range(1, count + 1))  # the group of each stroke
+    # The group of each stroke (ndimage.maximum sorts the whole picture: slow).
+    inked = labels > 0
+    groups = np.zeros(count + 1, dtype=near.dtype)
+    np.maximum.at(groups, labels[inked], near[inked])
+    groups = groups[1:]
     largest: dict[int, int] = {}  # group -> its largest stroke
     for stroke, group in enumerate(groups, start=1):
         if group not in largest or areas[stroke - 1] > areas[largest[group] - 1]:
@@ -292,20 +423,94 @@ def _strokes(ink: np.ndarray) -> np.ndarray:
     return relabel[labels]
 
 
-def _without_rules(ink: np.ndarray) -> np.ndarray:
-    """The ink less the lines of ruled paper (rows of ink across most of a wide picture),
-    with the strokes that cross a line joined again across it."""
+def _without_rules(ink: np.ndarray, threshold: float) -> np.ndarray:
+    """The ink (above threshold) less the lines of ruled or squared paper (thin straight
+    runs of ink across most of the picture, at the sheet's tilt), with the strokes that
+    cross a line joined again across it. The lines are looked for in the ink averaged
+    along them, where a faint line broken by noise is whole again."""
+    strokes = ink > threshold
     height, width = ink.shape
-    length = int(RULE_LENGTH * width)
     if width < 100:
-        return ink
-    whole = ndimage.uniform_filter1d(ink.astype(np.float32), length, axis=1) > 0.999
-    rule = ndimage.maximum_filter1d(whole, length, axis=1)
-    if not rule.any():
-        return ink
-    strokes = ink & ~rule
-    across = ndimage.binary_closing(strokes, structure=np.ones((7, 1)))
-    return strokes | (across & rule)
+        return strokes
+    angle = _tilt(strokes)
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), -angle, 1.0)
+    turned = cv2.warpAffine(ink, turn, (width, height), flags=cv2.INTER_LINEAR)
+    # (Not in a small picture: its lines are short, and a row of small digits close
+    # together, averaged so, would pass for one.)
+    smooth, faint = (RULE_SMOOTH, RULE_FAINT * threshold) if width >= RULE_SPAN else (1, threshold)
+    along_rows = (cv2.blur(turned, (smooth, 1)) > faint).astype(np.uint8)
+    rules = _faint(_runs(along_rows, int(RULE_LENGTH * width), axis=1), turned, faint, smooth)
+    if not rules.any():
+        return strokes
+    # Squared paper or a margin line: columns too, once rows of lines are found. Near the
+    # picture's sides a column of the turned picture leaves the picture part of the way:
+    # a line there goes on beyond it.
+    along_columns = (cv2.blur(turned, (1, smooth)) > faint).astype(np.uint8)
+    inside = cv2.warpAffine(np.ones_like(along_columns), turn, (width, height)) > 0
+    along_columns[~inside] = 1
+    columns = _runs(along_columns, int(max(RULE_LENGTH, 0.7) * height), axis=0) & inside
+    rules |= _faint(columns, turned, faint, smooth)
+    back = cv2.invertAffineTransform(turn)
+    rule = cv2.warpAffine(rules.astype(np.uint8), back, (width, height), flags=cv2.INTER_NEAREST)
+    rule = cv2.dilate(rule, np.ones((3, 3), np.uint8)).astype(bool)
+    kept = strokes & ~rule
+    across = ndimage.binary_closing(kept, structure=np.ones((2 * RULE_WIDTH + 1, 1)))
+    across |= ndimage.binary_closing(kept, structure=np.ones((1, 2 * RULE_WIDTH + 1)))
+    return kept | (across & rule & (ink > 0))  # (no candidate of blank pixels)
+
+
+def _faint(runs: np.ndarray, ink: np.ndarray, faint: float, smooth: int) -> np.ndarray:
+    """The runs whose ink (the mean above faint) is fainter than a pen's stroke, where
+    they were found in averaged ink (smooth > 1): a printed line is lighter than the ink
+    written over it, a row of digits' bars close together is not."""
+    if smooth == 1 or not runs.any():
+        return runs
+    labels, count = ndimage.label(runs, structure=np.ones((3, 3)))
+    inked = (labels > 0) & (ink > faint)
+    total = np.bincount(labels[inked], weights=ink[inked], minlength=count + 1)
+    pixels = np.bincount(labels[inked], minlength=count + 1)
+    strength = total / np.maximum(pixels, 1)
+    strength[0] = np.inf  # (not a run)
+    return (strength <= RULE_INK)[labels]
+
+
+def _tilt(ink: np.ndarray) -> float:
+    """The angle (degrees, counter-clockwise) at which rows of ink line up best: the
+    tilt of ruled lines, where there are any (the sharpest histogram of row positions)."""
+    ys, xs = np.nonzero(ink)
+    step = max(1, len(ys) // 30_000)
+    ys, xs = ys[::step].astype(np.float32), xs[::step].astype(np.float32)
+    if len(ys) == 0:
+        return 0.0
+
+    def sharpness(degrees: float) -> float:
+        t = np.radians(degrees)
+        rows = np.round(ys * np.cos(t) + xs * np.sin(t)).astype(np.int64)
+        counts = np.bincount(rows - rows.min())
+        return float(np.dot(counts, counts))
+
+    best = max(np.arange(-RULE_TILT, RULE_TILT + 0.01, 0.5), key=sharpness)
+    return float(max(np.arange(best - 0.5, best + 0.51, 0.1), key=sharpness))
+
+
+def _runs(ink: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Thin lines of ink at least `length` long along axis (1: rows, 0: columns), with
+    gaps of a few pixels (a faint stretch) bridged."""
+    along = (1, length) if axis == 1 else (length, 1)
+    gap = (1, 9) if axis == 1 else (9, 1)
+    thick = (3, 1) if axis == 1 else (1, 3)  # a line a pixel off its row still counts
+    runs = cv2.dilate(ink, np.ones(thick, np.uint8))
+    runs = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones(gap, np.uint8))
+    runs = cv2.morphologyEx(runs, cv2.MORPH_OPEN, np.ones(along, np.uint8))
+    if not runs.any():
+        return runs.astype(bool)
+    # A run as wide as a digit's bar is no ruled line.
+    wide = cv2.morphologyEx(
+        runs,
+        cv2.MORPH_OPEN,
+        np.ones((RULE_WIDTH + 3, 1) if axis == 1 else (1, RULE_WIDTH + 3), np.uint8),
+    )
+    return (runs > 0) & (wide == 0)
 
 
 def _pieces(mask: np.ndarray) -> list[tuple[int, int, int]]:

@@ -35,6 +35,8 @@ SIGNATURE = ModelSignature(
 
 def model_arguments(keras_path: Path) -> dict:
     """Arguments of mlflow.pyfunc.save_model and log_model for a trained .keras file."""
+    from importlib.metadata import version
+
     import keras
     import mlflow
     import pandas as pd
@@ -56,5 +58,6 @@ def model_arguments(keras_path: Path) -> dict:
             f"numpy=={np.__version__}",
             f"pillow=={PIL.__version__}",
             f"scipy=={scipy.__version__}",
+            f"opencv-python-headless=={version('opencv-python-headless')}",
         ],
     }

@@ -22,6 +22,7 @@ from pipeline.numbers import PEN_DIGITS
 from serving.contract import read_model
 
 from helpers import MODEL_NAME, free_port, serve, stage_env, store
+from pictures import photo
 
 # Digits as pen strokes in a unit box (x right, y down), as the numbers benchmark draws them.
 STROKES = {digit: ways[0] for digit, ways in PEN_DIGITS.items()}
@@ -273,6 +274,22 @@ def test_open_reads_a_picture_as_the_model_reads_the_file(window, tmp_path):
             window.app.reader.model, [(tmp_path / name).read_bytes()]
         )
         assert window.number() == as_the_model_reads_it[0]["digits"] == "70", name
+
+
+def test_open_reads_a_photo_of_a_number_on_ruled_paper(window, tmp_path):
+    """A phone photo as people take one (blue ink on ruled cream paper turned by 4
+    degrees, the table in a corner, light falling off to one side), opened as a user
+    opens it: the app shows the ink without the lines or the table, and reads what the
+    registered model reads in the file."""
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(photo("3504", tilt=4, ruled=True, table=True))
+    window.app.open_image(str(path))
+    window.wait(lambda: not window.app.reading)
+    as_the_model_reads_it = read_model(window.app.reader.model, [path.read_bytes()])
+    assert window.number().split()[0] == as_the_model_reads_it[0]["digits"] == "3504"
+    shown = np.asarray(window.app.image.convert("L"))
+    assert shown.min() < 100  # the ink is there ...
+    assert np.mean(shown > 200) > 0.9  # ... on white: no table, no lines
 
 
 @pytest.fixture(scope="module")

@@ -13,41 +13,10 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from pipeline.numbers import PEN_DIGITS, make_sets, score
+from pipeline.numbers import make_sets, score
 from serving.normalize import candidates, find_digits
 
-# Digits as strokes in a unit box (x right, y down); each inner list is one pen stroke.
-# The 4 and 5 of the benchmark are drawn in two strokes that do not touch.
-SHAPES = {digit: ways[0] for digit, ways in PEN_DIGITS.items()}
-
-
-def drawing(
-    digits: str,
-    size: tuple[int, int] = (800, 300),
-    height: int | list[int] = 180,
-    width: int = 12,
-    starts: list[int] | None = None,
-    top: int | list[int] = 60,
-    ink: int = 0,
-    paper: int = 255,
-) -> Image.Image:
-    """Digits drawn with a round pen on a canvas, as the drawing app makes them; height
-    and top may differ per digit."""
-    count = len(digits)
-    heights = height if isinstance(height, list) else [height] * count
-    tops = top if isinstance(top, list) else [top] * count
-    image = Image.new("L", size, paper)
-    draw = ImageDraw.Draw(image)
-    starts = starts or [40 + i * int(heights[0] * 0.9) for i in range(count)]
-    for digit, left, high, y0 in zip(digits, starts, heights, tops, strict=True):
-        box_width = 0.1 * high if digit == "1" else 0.6 * high
-        for stroke in SHAPES[digit]:
-            points = [(left + x * box_width, y0 + y * high) for x, y in stroke]
-            draw.line(points, fill=ink, width=width, joint="curve")
-            for x, y in (points[0], points[-1]):
-                r = width / 2
-                draw.ellipse((x - r, y - r, x + r, y + r), fill=ink)
-    return image
+from pictures import drawing, photo
 
 
 def whole(image: Image.Image):
@@ -229,3 +198,49 @@ def test_most_written_numbers_of_the_benchmark_are_read_right(mirror, classify):
         result = score([n.digits for n in numbers], readings)
         assert result["right"] >= 0.7, (name, result)
         assert result["too_few"] + result["too_many"] <= 0.15 * len(numbers), (name, result)
+
+
+def opened(picture: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(picture))
+
+
+# --- photos of paper ---------------------------------------------------------------------
+
+
+def test_a_photo_of_a_number_on_tilted_ruled_paper_with_the_table_in_a_corner(classify):
+    """What a person takes with a phone: blue ink on cream ruled paper, the sheet turned
+    by 4 degrees so that its corner and the table show, light falling off to one side."""
+    assert read(opened(photo("3504", tilt=4, ruled=True, table=True)), classify) == "3504"
+
+
+@pytest.mark.parametrize("tilt", [-3, 2.5])
+def test_tilted_ruled_lines_are_not_ink(tilt, classify):
+    """Lines crossing the digits at the sheet's tilt: taken out, the strokes joined again."""
+    image = opened(photo("7219", tilt=tilt, ruled=True, ink=(30, 30, 30)))
+    found = find_digits(image, classify)
+    assert all(d.width < 150 and d.height < 200 for d, _ in found)  # no line in a digit
+    assert read(image, classify) == "7219"
+
+
+def test_the_table_in_a_corner_is_not_ink(classify):
+    image = opened(photo("860", tilt=3, table=True))
+    assert all(d.x + d.width < 900 for d, _ in find_digits(image, classify))  # none on the table
+    assert read(image, classify) == "860"
+
+
+def test_a_strip_of_a_sheet_on_a_mostly_dark_table_is_read(classify):
+    """A torn-off strip of paper lying turned on a dark table that fills most of the
+    picture: the writing, not the table, decides which way the ink goes."""
+    image = opened(photo("5917", tilt=-2, strip=True))
+    assert all(d.x + d.width < 780 for d, _ in find_digits(image, classify))  # none on the table
+    assert read(image, classify) == "5917"
+
+
+@pytest.mark.parametrize("tilt", [-1.5, 3])
+def test_squared_paper_at_a_tilt_loses_its_columns_but_not_a_one(tilt, classify):
+    """Squares at the sheet's tilt: their near-vertical lines cross the digits and run
+    from top to bottom beside them; none is read as a 1, and a written 1 stays."""
+    image = opened(photo("41703", tilt=tilt, squared=True, ink=(30, 30, 30)))
+    found = find_digits(image, classify)
+    assert all(d.height < 200 for d, _ in found)  # no line in a digit
+    assert read(image, classify) == "41703"

@@ -59,7 +59,7 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     # Through the pictures-to-digits model, each test digit sent as a PNG: about the same
     # (a digit in several pieces is now and then read as two: docs/reading.md).
     assert abs(metrics["test"]["picture_accuracy"] - metrics["test"]["accuracy"]) <= 0.005
-    assert set(metrics["numbers"]) == {"canvases", "drawn", "hard"}
+    assert set(metrics["numbers"]) == {"canvases", "drawn", "hard", "photo"}
     assert all(0 <= right <= 1 for right in metrics["numbers"].values())
     assert set(metrics["per_class"]) == {str(d) for d in range(10)}
     for plot in ("confusion.png", "misclassified.png", "training_curves.png"):
