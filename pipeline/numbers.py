@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 Rng = np.random.Generator
+TOUCH_INK = 0.3  # ink this strong (0-1) joins strokes: digits touch where it meets
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,9 @@ class Style:
     jpeg: float = 0.0  # share of numbers saved as JPEG
     paper: bool = False  # grey, lined or unevenly lit paper, a little blur and noise
     photo: bool = False  # a colour photo of a sheet on a table (pipeline/numbers.py: _photograph)
+    # Fast writing: each digit slid left until its ink touches its neighbour's, then on
+    # into it by this many digit heights (a tail under the next digit, loops crossing).
+    touch: tuple[float, float] | None = None
 
 
 SETS = {
@@ -182,8 +186,10 @@ SETS = {
         inverted=1 / 3,
         jpeg=1 / 3,
     ),
-    # Neighbours that touch or overlap: one stroke joins two digits.
-    "touching": Style(lengths=(2, 6), height=(50, 140), size_spread=0.25, gap=(-0.1, 0.0)),
+    # Written fast: every neighbour touches or overlaps the next, one stroke joins them.
+    "touching": Style(
+        lengths=(2, 6), height=(50, 140), size_spread=0.2, gap=(0.0, 0.0), touch=(0.0, 0.1)
+    ),
     # Slanted writing, either way.
     "slanted": Style(
         lengths=(2, 7), height=(50, 140), size_spread=0.3, gap=(0.05, 0.5), slant=0.35
@@ -234,7 +240,10 @@ def make_number(style: Style, images: np.ndarray, labels: np.ndarray, rng: Rng) 
             ink = _shear(ink, slant + rng.normal(0, 0.05))
         digits += digit
         inks.append(ink)
-    ink = _compose(inks, height, gap, style.baseline, rng)
+    if style.touch:
+        ink = _compose_touching(inks, height, style.touch, style.baseline, rng)
+    else:
+        ink = _compose(inks, height, gap, style.baseline, rng)
     ink = _add_specks(ink, style.specks, rng)
     return Number(_encode(ink, style, rng), digits)
 
@@ -267,6 +276,35 @@ def _compose(inks: list[np.ndarray], height: float, gap: float, wander: float, r
         patch = canvas[top : top + ink.shape[0], left : left + ink.shape[1]]
         np.maximum(patch, ink[: patch.shape[0], : patch.shape[1]], out=patch)
     return canvas
+
+
+def _compose_touching(inks, height: float, overlap: tuple[float, float], wander: float, rng):
+    """The digits on one wandering line, each slid left until its ink touches the ink
+    before it (8-connected, as a reader sees strokes join), then on by `overlap` of its
+    height: how fast writing runs a tail under the next digit and crosses loops."""
+    margin = int(rng.uniform(0.3, 1.5) * height) + 10
+    tallest = max(ink.shape[0] for ink in inks)
+    line = margin + tallest
+    rows = int(tallest + 2 * margin + height * 0.5)
+    width = sum(ink.shape[1] for ink in inks) + 2 * margin
+    canvas = np.zeros((rows, max(width, int(4 * height))), dtype=np.float32)
+    right = np.full(rows, -(10**6))  # the rightmost ink of each row so far
+    for ink in inks:
+        bottom = line + int(rng.normal(0, wander) * height)
+        top = max(0, bottom - ink.shape[0])
+        ink = ink[: rows - top]
+        solid = ink > TOUCH_INK
+        filled = solid.any(axis=1)
+        first = np.where(filled, solid.argmax(axis=1), 10**6)  # its leftmost ink per row
+        near = ndimage.maximum_filter1d(right, 3)[top : top + ink.shape[0]]  # rows beside too
+        left = int(max(near - first + 1)) if (near > 0).any() else margin
+        left = max(0, left - int(rng.uniform(*overlap) * ink.shape[0]))
+        patch = canvas[top : top + ink.shape[0], left : left + ink.shape[1]]
+        np.maximum(patch, ink[:, : patch.shape[1]], out=patch)
+        last = np.where(filled, ink.shape[1] - 1 - solid[:, ::-1].argmax(axis=1), -(10**6))
+        right[top : top + ink.shape[0]] = np.maximum(right[top : top + ink.shape[0]], left + last)
+    used = np.flatnonzero(canvas.any(axis=0))
+    return canvas[:, : max(used[-1] + margin, int(4 * height))]
 
 
 def _add_specks(ink: np.ndarray, count: int, rng: Rng) -> np.ndarray:

@@ -244,3 +244,35 @@ def test_squared_paper_at_a_tilt_loses_its_columns_but_not_a_one(tilt, classify)
     found = find_digits(image, classify)
     assert all(d.height < 200 for d, _ in found)  # no line in a digit
     assert read(image, classify) == "41703"
+
+
+def written_fast(mirror, indices: list[int], overlap: float) -> Image.Image:
+    """MNIST test digits written as fast writing joins them (the benchmark's touching set):
+    each slid left until its ink touches the one before, then on into it by overlap of
+    its height, 120 pixels tall, on one line."""
+    from pipeline.numbers import _compose_touching, mnist_digit
+    from pipeline.preprocess import IMAGES_MAGIC, read_idx
+
+    images = read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
+    inks = [mnist_digit(images[i], 120) for i in indices]
+    ink = _compose_touching(inks, 120, (overlap, overlap), 0.0, np.random.default_rng(1))
+    return Image.fromarray(np.round(255 * (1 - ink)).astype(np.uint8))
+
+
+def test_a_tail_under_the_next_digit_stays_with_its_digit(mirror, classify):
+    """ "598" in one stroke, the 8's lower loop written over the foot of the 9's tail:
+    no vertical line parts the 9 from the 8 (the old reader said "58"); a path that
+    follows the strokes does."""
+    picture = written_fast(mirror, [8038, 6409, 9116], overlap=0.1)
+    assert ndimage.label(np.asarray(picture) < 128, structure=np.ones((3, 3)))[1] == 1
+    assert read(picture, classify) == "598"
+
+
+def test_overlapping_digits_are_parted(mirror, classify):
+    """ "2046" in one stroke, the 2's base under the 0 and the 0's loop crossing the 4
+    (the old reader said "206"): every digit is read, left to right."""
+    picture = written_fast(mirror, [8438, 6567, 5023, 2826], overlap=0.15)
+    assert ndimage.label(np.asarray(picture) < 128, structure=np.ones((3, 3)))[1] == 1
+    digits = find_digits(picture, classify)
+    assert "".join(str(p.argmax()) for _, p in digits) == "2046"
+    assert [d.x for d, _ in digits] == sorted(d.x for d, _ in digits)
