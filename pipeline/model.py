@@ -1,13 +1,19 @@
-"""The CNN of the original Keras MNIST tutorial, taking raw 0-255 pixels."""
+"""The CNN of the original Keras MNIST tutorial, taking raw 0-255 pixels.
+
+Its answers are the digits 0-9 and an 11th, NOT_A_DIGIT (serving/normalize.py): a
+candidate the reader cut out that is not one whole digit (pipeline/pieces.py).
+"""
 
 import keras
 from keras import layers
+
+ANSWERS = 11  # the digits 0-9 and NOT_A_DIGIT
 
 
 def build_model(
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
 ) -> keras.Model:
-    """Conv 32, Conv 64, MaxPool, Dropout, Dense 256, Dropout, softmax; Adadelta."""
+    """Conv 32, Conv 64, MaxPool, Dropout, Dense 256, Dropout, softmax over 11; Adadelta."""
     model = keras.Sequential(
         [
             keras.Input(shape=(28, 28, 1), dtype="uint8", name="pixels"),
@@ -21,7 +27,7 @@ def build_model(
             layers.Dense(256, activation="relu"),
             layers.Dropout(0.5),
             # float32 probabilities, also under mixed precision
-            layers.Dense(10, activation="softmax", dtype="float32"),
+            layers.Dense(ANSWERS, activation="softmax", dtype="float32"),
         ],
         name="mnist_cnn",
     )

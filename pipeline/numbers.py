@@ -241,9 +241,9 @@ def make_number(style: Style, images: np.ndarray, labels: np.ndarray, rng: Rng) 
         digits += digit
         inks.append(ink)
     if style.touch:
-        ink = _compose_touching(inks, height, style.touch, style.baseline, rng)
+        ink, _ = compose_touching(inks, height, style.touch, style.baseline, rng)
     else:
-        ink = _compose(inks, height, gap, style.baseline, rng)
+        ink, _ = compose(inks, height, gap, style.baseline, rng)
     ink = _add_specks(ink, style.specks, rng)
     return Number(_encode(ink, style, rng), digits)
 
@@ -258,8 +258,12 @@ def _pen_width(kind: str, height: float, rng: Rng) -> float:
     return 0.0
 
 
-def _compose(inks: list[np.ndarray], height: float, gap: float, wander: float, rng: Rng):
-    """The digits side by side on one writing line, on a canvas with a margin."""
+Boxes = list[tuple[int, int, int, int]]  # each digit's ink on the canvas: x, y, width, height
+
+
+def compose(inks: list[np.ndarray], height: float, gap: float, wander: float, rng: Rng):
+    """The digits side by side on one writing line, on a canvas with a margin; and where
+    each one lies."""
     margin = int(rng.uniform(0.3, 1.5) * height) + 10
     lefts, x = [], margin
     for ink in inks:
@@ -270,18 +274,21 @@ def _compose(inks: list[np.ndarray], height: float, gap: float, wander: float, r
     width = max(x + margin, int(4 * height))
     canvas = np.zeros((int(tallest + 2 * margin + height * 0.5), width), dtype=np.float32)
     line = margin + tallest
+    boxes: Boxes = []
     for left, ink in zip(lefts, inks, strict=True):
         bottom = line + int(rng.normal(0, wander) * height)
         top = max(0, bottom - ink.shape[0])
         patch = canvas[top : top + ink.shape[0], left : left + ink.shape[1]]
         np.maximum(patch, ink[: patch.shape[0], : patch.shape[1]], out=patch)
-    return canvas
+        boxes.append((left, top, *patch.shape[::-1]))
+    return canvas, boxes
 
 
-def _compose_touching(inks, height: float, overlap: tuple[float, float], wander: float, rng):
+def compose_touching(inks, height: float, overlap: tuple[float, float], wander: float, rng):
     """The digits on one wandering line, each slid left until its ink touches the ink
     before it (8-connected, as a reader sees strokes join), then on by `overlap` of its
-    height: how fast writing runs a tail under the next digit and crosses loops."""
+    height: how fast writing runs a tail under the next digit and crosses loops; and
+    where each one lies."""
     margin = int(rng.uniform(0.3, 1.5) * height) + 10
     tallest = max(ink.shape[0] for ink in inks)
     line = margin + tallest
@@ -289,6 +296,7 @@ def _compose_touching(inks, height: float, overlap: tuple[float, float], wander:
     width = sum(ink.shape[1] for ink in inks) + 2 * margin
     canvas = np.zeros((rows, max(width, int(4 * height))), dtype=np.float32)
     right = np.full(rows, -(10**6))  # the rightmost ink of each row so far
+    boxes: Boxes = []
     for ink in inks:
         bottom = line + int(rng.normal(0, wander) * height)
         top = max(0, bottom - ink.shape[0])
@@ -301,10 +309,11 @@ def _compose_touching(inks, height: float, overlap: tuple[float, float], wander:
         left = max(0, left - int(rng.uniform(*overlap) * ink.shape[0]))
         patch = canvas[top : top + ink.shape[0], left : left + ink.shape[1]]
         np.maximum(patch, ink[:, : patch.shape[1]], out=patch)
+        boxes.append((left, top, *patch.shape[::-1]))
         last = np.where(filled, ink.shape[1] - 1 - solid[:, ::-1].argmax(axis=1), -(10**6))
         right[top : top + ink.shape[0]] = np.maximum(right[top : top + ink.shape[0]], left + last)
     used = np.flatnonzero(canvas.any(axis=0))
-    return canvas[:, : max(used[-1] + margin, int(4 * height))]
+    return canvas[:, : max(used[-1] + margin, int(4 * height))], boxes
 
 
 def _add_specks(ink: np.ndarray, count: int, rng: Rng) -> np.ndarray:

@@ -50,6 +50,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "feedback_repeat": int_from(0),
         "feedback_held_out": FRACTION,
     },
+    "pieces": {"numbers": int_from(0), "seed": int_from(0)},
     "train": {
         "epochs": int_from(1),
         "batch_size": int_from(1),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 RAW_DIR = Path("data/raw")  # the MNIST files as downloaded (fetch)
 PREPARED_DIR = Path("data/prepared")  # train.npz, val.npz, test.npz (preprocess)
+PIECES_PATH = Path("data/pieces.npz")  # candidates cut from written numbers (pieces)
 MODEL_PATH = Path("models/model.keras")  # the trained network (train)
 RUN_PATH = Path("models/mlflow_run.json")  # the MLflow run that trained it (train)
 REPORTS_DIR = Path("reports")  # curves, confusion matrix, misclassified digits

@@ -23,7 +23,7 @@ ROOT = Path(os.environ.get("DVC_ROOT", ".")).resolve()
 
 # The parameter sections that decide what a training run makes: every run logs them
 # (dvc.yaml declares them for the stages that log them).
-TRAINING_SECTIONS = ("preprocess", "train")
+TRAINING_SECTIONS = ("preprocess", "pieces", "train")
 
 
 def training_params(params: dict) -> dict[str, object]:

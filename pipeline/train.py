@@ -1,4 +1,5 @@
-"""Stage 3: train the CNN on the training split, watched on the validation split.
+"""Stage 4: train the CNN on the training split and the reader's pieces (pipeline/pieces.py),
+watched on the validation split.
 
 Every run is tracked in MLflow as it trains (parameters, data checksums, git commit,
 per-epoch metrics, training curves). The run id goes to models/mlflow_run.json so that
@@ -16,9 +17,16 @@ import sys
 from pathlib import Path
 
 from pipeline.params import load_params
-from pipeline.paths import MODEL_PATH, PREPARED_DIR, REPORTS_DIR, RUN_PATH, written_whole
+from pipeline.paths import (
+    MODEL_PATH,
+    PIECES_PATH,
+    PREPARED_DIR,
+    REPORTS_DIR,
+    RUN_PATH,
+    written_whole,
+)
 
-SPLITS = [PREPARED_DIR / "train.npz", PREPARED_DIR / "val.npz"]  # what training reads
+SPLITS = [PREPARED_DIR / "train.npz", PREPARED_DIR / "val.npz", PIECES_PATH]  # what it reads
 
 
 def file_sha256(path: Path) -> str:
@@ -187,10 +195,11 @@ def main() -> None:
 
     from pipeline import plots, resume, tracking
 
-    train, val = (np.load(path) for path in SPLITS)
+    train, val, pieces = (np.load(path) for path in SPLITS)
     run_params = tracking.training_params(params)
     run_params |= {f"data.{path.stem}_sha256": file_sha256(path) for path in SPLITS}
     run_params |= {"data.train_images": len(train["y"]), "data.val_images": len(val["y"])}
+    run_params["data.pieces_images"] = len(pieces["y"])
     # The corrections from the drawing app that the training split holds (preprocess).
     run_params["data.feedback_digits"] = int(train["feedback_digits"])
     run_params["data.feedback_digest"] = str(train["feedback_digest"])[:20]
@@ -211,13 +220,14 @@ def main() -> None:
             log_feedback_input(train)
 
         resume_from = backup.model_path if backup.epochs else None
-        model = fit(train, val, p, [resume.every_whole_epoch(backup)], resume_from)
+        learn = {key: np.concatenate([train[key], pieces[key]]) for key in ("x", "y")}
+        model = fit(learn, val, p, [resume.every_whole_epoch(backup)], resume_from)
         history, seconds = backup.history, backup.seconds
         mlflow.log_metrics(
             {
                 "final_val_accuracy": history["val_accuracy"][-1],
                 "train_seconds": seconds,
-                "train_images_per_second": len(train["y"]) * p["epochs"] / seconds,
+                "train_images_per_second": len(learn["y"]) * p["epochs"] / seconds,
             }
         )
 

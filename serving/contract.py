@@ -3,7 +3,8 @@
 A request carries pictures (PNG or JPEG bytes), each base64-encoded in the column
 `image` of MLflow's `dataframe_split` JSON. The answer holds, per picture, `digits` (the
 digits read, left to right) and `boxes` (one per digit: its box in picture pixels, the
-digit, its confidence, the ten probabilities, and `pixels`: the 28x28 digit that the
+digit, its confidence, the ten digits' probabilities (summing to 1 less the network's
+belief that the box is not one whole digit), and `pixels`: the 28x28 digit that the
 network read, light ink on black as in MNIST, a base64 PNG). The model refuses what exceeds the
 limits below with HTTP 400 and a message naming the limit.
 

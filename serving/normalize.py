@@ -7,20 +7,11 @@ picture, so that the model sees drawn digits the way it saw its training data. I
 only definition of that normalisation and of digit finding: it ships inside the
 registered model.
 
-Which strokes form one digit is decided with the network, in two steps:
-
-1. `candidates(image)` cuts the ink into parts, left to right: its connected strokes,
-   and, where a stroke is too wide for one digit (touching digits), the pieces between
-   the cuts worth trying. Every run of neighbouring parts that could be one digit is a
-   candidate, normalised to 28x28 (no network yet, so many pictures make one batch).
-2. `best_reading(page, probabilities)` takes the network's probabilities for the
-   candidates and keeps the partition of the parts into digits that reads best: the
-   largest sum, over its digits, of the log-probability of the digit read, plus a prior
-   on its shape (no digit is much wider than tall, nor much lower than the tallest, nor
-   standing above its neighbours' line, nor made of parts far apart), minus a cost for
-   each boundary that separates parts lying one above the other or cuts a stroke. A
-   small part may be left out as a speck. Dynamic programming finds the best partition
-   exactly. docs/reading.md tells why.
+`candidates(image)` cuts the ink into parts, left to right: its connected strokes,
+and, where a stroke is too wide for one digit (touching digits), the pieces between the
+cuts worth trying. Every run of neighbouring parts that could be one digit is a
+candidate, normalised to 28x28 (no network yet, so many pictures make one batch); which
+of them are the digits, the network and serving/reading.py decide.
 """
 
 from dataclasses import dataclass, field
@@ -54,12 +45,12 @@ MAX_ASPECT = 1.6  # a run of parts wider than this times its height is never one
 MIN_CUT_ASPECT = 1.0  # strokes wider than this times their height are tried cut apart
 MAX_CROSSINGS = 2  # ... where a column crosses the ink no more than this many times
 CUT_WIDTH = 0.6  # about one cut per this many heights of a wide stroke's width
-# A stroke wider than this times its height is digits joined (MNIST test digits through
-# pictures: 99.23% at 1.8, 99.18% at 1.6, 99.09% at 1.3, where a wide 0 is cut in "10"):
-# it is cut more finely, also where columns cross it up to JOINED_CROSSINGS times, at
-# the notches of its outline, and along paths that follow its strokes. On narrower
-# strokes (a wide 0 or 2 alone) such cuts only give fragments the network reads as digits.
-JOINED_ASPECT = 1.8
+# A stroke wider than this times its height may be digits joined: it is cut more
+# finely, also where columns cross it up to JOINED_CROSSINGS times, at the notches of its
+# outline, and along paths that follow its strokes. The fragments this makes of a wide 0
+# or 2 alone are the network's to refuse (NOT_A_DIGIT); before it could, such cuts read
+# a wide 0 as "10", and this was 1.8 (docs/reading.md).
+JOINED_ASPECT = 1.1
 JOINED_CROSSINGS, JOINED_CUT_WIDTH = 4, 0.3
 MAX_CUTS = 12  # cuts of one stroke at most: a whole number written in one stroke
 # Besides the vertical cut, the paths of a marble dropped into the gap from above and
@@ -68,17 +59,10 @@ MAX_CUTS = 12  # cuts of one stroke at most: a whole number written in one strok
 MAX_PATHS = 2
 NOTCH = 0.08  # an outline dipping this share of the height between digits is a place to cut
 ROLL = 0.3  # a marble rolls sideways at most this share of the stroke's height per row
-# The prior of one digit, in log-probability units (tuned on bench/reading.py).
-WIDE_ASPECT, WIDE_COST = 1.4, 2.0  # wider than tall by more than this costs, per unit
-SMALL_HEIGHT, SMALL_COST = 0.5, 6.0  # lower than this share of the tallest costs, per unit
-OVERLAP_FREE, OVERLAP_COST = 0.3, 2.0  # parts one above the other: splitting them costs
-GAP_FREE, GAP_COST = 0.05, 5.0  # parts further apart than this share of the tallest:
-# reading them as one digit costs, per unit
-FLOAT_FREE, FLOAT_COST = 0.15, 4.0  # a digit whose bottom stays above its neighbours'
-# by more than this share of the tallest costs, per unit
-CUT_COST = 0.5  # reading the pieces of one cut stroke as different digits costs
-DIGIT_BONUS = 0.5  # added per digit: weighs a reading of more digits against fewer
-DROP_COST = 0.5  # leaving out a small part as a speck costs
+SMALL_HEIGHT = 0.5  # strokes lower than this share of the tallest are never cut apart
+# The network's 11th answer (after the digits 0-9): a candidate that is not one whole
+# digit, a piece of one or two joined (learnt from pipeline/pieces.py).
+NOT_A_DIGIT = 10
 
 
 @dataclass(frozen=True)
@@ -305,75 +289,6 @@ def candidates(image: Image.Image) -> Page:
                 page.ends.append((left, right))
                 page.digits.append(_digit(ink, rows, cols, mask))
     return page
-
-
-def best_reading(page: Page, probabilities: np.ndarray) -> list[tuple[Digit, np.ndarray]]:
-    """The digits of the most likely reading, left to right, each with its probabilities."""
-    index = {
-        (*run, *ends): i for i, (run, ends) in enumerate(zip(page.runs, page.ends, strict=True))
-    }
-    # best[k][w]: the best score of parts [0, k) with boundary k cut the w-th way, and
-    # choice[k][w] the (start, way) where its last digit starts (None: a speck before k).
-    best = [np.full(len(ways), -np.inf) for ways in page.crossings]
-    best[0][0] = 0.0
-    choice: list[list] = [[None] * len(ways) for ways in page.crossings]
-    ending: dict[int, list[int]] = {}  # the candidates ending at each part
-    for i, (_, stop) in enumerate(page.runs):
-        ending.setdefault(stop, []).append(i)
-    for stop in range(1, page.parts + 1):
-        for i in ending.get(stop, []):
-            (start, _), (left, right) = page.runs[i], page.ends[i]
-            if best[start][left] == -np.inf:
-                continue
-            score = best[start][left] + _score(page, i, probabilities[i])
-            score -= _split_cost(page, stop, right)
-            if score > best[stop][right]:
-                best[stop][right], choice[stop][right] = score, (start, left)
-        # Or the part before stop is a speck of dirt, if it is small.
-        speck = page.digits[index[stop - 1, stop, 0, 0]]
-        small = speck.height < SMALL_HEIGHT * page.tallest
-        if small and best[stop - 1][0] - DROP_COST > best[stop][0]:
-            best[stop][0], choice[stop][0] = best[stop - 1][0] - DROP_COST, "speck"
-    reading, stop, way = [], page.parts, 0
-    while stop > 0:
-        if choice[stop][way] == "speck":
-            stop, way = stop - 1, 0
-            continue
-        start, left = choice[stop][way]
-        i = index[start, stop, left, way]
-        reading.append((page.digits[i], probabilities[i]))
-        stop, way = start, left
-    return reading[::-1]
-
-
-def _score(page: Page, i: int, probabilities: np.ndarray) -> float:
-    """How likely candidate i is one digit: the log-probability of the digit the network
-    reads, plus priors on its shape, in the same units."""
-    (start, stop), digit = page.runs[i], page.digits[i]
-    score = float(np.log(max(probabilities.max(), 1e-9))) + DIGIT_BONUS
-    score -= WIDE_COST * max(0.0, digit.width / digit.height - WIDE_ASPECT)
-    score -= SMALL_COST * max(0.0, SMALL_HEIGHT - digit.height / page.tallest)
-    score -= FLOAT_COST * max(0.0, _float(page, start, stop) - FLOAT_FREE)
-    score -= GAP_COST * sum(max(0.0, gap - GAP_FREE) for gap in page.gaps[start : stop - 1])
-    return score
-
-
-def _split_cost(page: Page, stop: int, way: int) -> float:
-    """The cost of a digit boundary after part stop - 1, cut the given way: high where
-    the next part lies above or below it, or where the boundary cuts a stroke (the more,
-    the more it crosses)."""
-    if stop == page.parts:
-        return 0.0
-    share, crossed = page.overlaps[stop - 1], page.crossings[stop][way]
-    return OVERLAP_COST * max(0.0, share - OVERLAP_FREE) + CUT_COST * crossed
-
-
-def find_digits(image: Image.Image, classify) -> list[tuple[Digit, np.ndarray]]:
-    """The digits of one picture with their probabilities; classify: batch -> probabilities."""
-    page = candidates(image)
-    if not page.digits:
-        return []
-    return best_reading(page, np.asarray(classify(page.pixels)))
 
 
 def to_mnist(crop: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
@@ -818,16 +733,6 @@ def _distinct(mask: np.ndarray, ways: list[tuple[np.ndarray, int]]) -> list[tupl
 def _overlap(a: slice, b: slice) -> float:
     """The share of the shorter span that both spans cover."""
     return max(0, min(a.stop, b.stop) - max(a.start, b.start)) / min(_length(a), _length(b))
-
-
-def _float(page: Page, start: int, stop: int) -> float:
-    """How far the bottom of parts [start, stop) stays above that of the parts beside
-    them, as a share of the tallest: digits stand on one line, the bar of an open 4 or
-    the flag of a 5 do not."""
-    beside = page.bottoms[max(0, start - 1) : start] + page.bottoms[stop : stop + 1]
-    if not beside:
-        return 0.0
-    return (max(beside) - max(page.bottoms[start:stop])) / page.tallest
 
 
 def _digit(ink: np.ndarray, rows: slice, cols: slice, mask: np.ndarray) -> Digit:

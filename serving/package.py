@@ -17,7 +17,8 @@ SERVING_DIR = Path(__file__).resolve().parent
 # The code that decides what the model answers: its identity in the registry, and what
 # the evaluate and register stages of dvc.yaml depend on (tests/test_graph.py checks).
 MODEL_CODE = [
-    SERVING_DIR / name for name in ("contract.py", "normalize.py", "digit_model.py", "package.py")
+    SERVING_DIR / name
+    for name in ("contract.py", "normalize.py", "reading.py", "digit_model.py", "package.py")
 ]
 EXAMPLE = SERVING_DIR / "example.png"
 

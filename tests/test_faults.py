@@ -33,15 +33,16 @@ def folder(mirror, tmp_path_factory) -> Path:
     (folder / "models" / "model.keras").write_bytes(b"the model of an earlier run")
     (folder / "models" / "mlflow_run.json").write_text('{"run_id": "earlier"}\n')
     use_params(folder)
-    result = run_stage("pipeline.preprocess", folder)
-    assert result.returncode == 0, result.stderr
+    for stage in ("pipeline.preprocess", "pipeline.pieces"):
+        result = run_stage(stage, folder)
+        assert result.returncode == 0, result.stderr
     return folder
 
 
 def use_params(folder: Path, **train) -> None:
     """Train EPOCHS epochs at the tutorial's constant rate, with train's changes."""
     constant = {"epochs": EPOCHS, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False}
-    write_params(folder, preprocess=TINY, train=constant | train)
+    write_params(folder, preprocess=TINY, pieces={"numbers": 20}, train=constant | train)
 
 
 def train(folder: Path) -> subprocess.CompletedProcess:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageGrab
+from scipy import ndimage
 
 from gui.app import App
 from gui.readers import Endpoint, LocalModel
@@ -151,6 +152,18 @@ def test_a_small_digit_written_before_a_large_one_is_read_as_two(window):
     (x0, y0, x1, _), (x2, y2, x3, _) = window.boxes()
     assert x0 < 100 < x1 < 175 and 160 < x2 < 175 < x3  # a box around each digit drawn
     assert y0 > y2 + 80  # the 2 half as tall as the 6
+
+
+def test_digits_written_so_fast_that_they_touch_are_read_apart(window):
+    """A 2 whose arc runs into the 3 written after it, and a 3 whose arc runs into the 6:
+    the ink is one stroke, read as three digits."""
+    window.write("2", left=100, top=60, height=180)
+    window.write("3", left=190, top=60, height=180)
+    window.write("6", left=290, top=60, height=180)
+    ink = np.asarray(window.app.image.convert("L")) < 128
+    assert ndimage.label(ink, structure=np.ones((3, 3)))[1] == 1  # one stroke
+    assert window.read() == "236"
+    assert len(window.boxes()) == 3
 
 
 def test_recognition_runs_by_itself_when_the_pen_lifts(window):

@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from pipeline.numbers import make_sets, score
-from serving.normalize import candidates, find_digits
+from serving.normalize import candidates
+from serving.reading import find_digits
 
 from pictures import drawing, photo
 
@@ -250,12 +251,12 @@ def written_fast(mirror, indices: list[int], overlap: float) -> Image.Image:
     """MNIST test digits written as fast writing joins them (the benchmark's touching set):
     each slid left until its ink touches the one before, then on into it by overlap of
     its height, 120 pixels tall, on one line."""
-    from pipeline.numbers import _compose_touching, mnist_digit
+    from pipeline.numbers import compose_touching, mnist_digit
     from pipeline.preprocess import IMAGES_MAGIC, read_idx
 
     images = read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
     inks = [mnist_digit(images[i], 120) for i in indices]
-    ink = _compose_touching(inks, 120, (overlap, overlap), 0.0, np.random.default_rng(1))
+    ink, _ = compose_touching(inks, 120, (overlap, overlap), 0.0, np.random.default_rng(1))
     return Image.fromarray(np.round(255 * (1 - ink)).astype(np.uint8))
 
 

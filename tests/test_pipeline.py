@@ -26,7 +26,11 @@ from serving.contract import png, read_model
 
 from helpers import MODEL_NAME, drawn_corrections, project_copy, set_params, sh, stage_env
 
-TINY = {"preprocess": {"val_size": 200, "train_subset": 1000}, "train": {"epochs": 2}}
+TINY = {
+    "preprocess": {"val_size": 200, "train_subset": 1000},
+    "pieces": {"numbers": 20},
+    "train": {"epochs": 2},
+}
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ from team_services import ADMIN_PASSWORD
 EXAMPLE = (REPO / "serving" / "example.png").read_bytes()  # "42"
 TINY = {
     "preprocess": {"val_size": 200, "train_subset": 1000},
+    "pieces": {"numbers": 20},
     "train": {"epochs": 2, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False},
     "promote": {"min_accuracy": 0.5},
 }
