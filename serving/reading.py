@@ -34,6 +34,8 @@ DROP_COST = 0.5  # leaving out a small part as a speck costs
 
 def best_reading(page: Page, probabilities: np.ndarray) -> list[tuple[Digit, np.ndarray]]:
     """The digits of the most likely reading, left to right, each with its probabilities."""
+    if not page.digits:  # no ink: nothing to read
+        return []
     index = {
         (*run, *ends): i for i, (run, ends) in enumerate(zip(page.runs, page.ends, strict=True))
     }
@@ -96,9 +98,8 @@ def _split_cost(page: Page, stop: int, way: int) -> float:
 def find_digits(image: Image.Image, classify) -> list[tuple[Digit, np.ndarray]]:
     """The digits of one picture with their probabilities; classify: batch -> probabilities."""
     page = candidates(image)
-    if not page.digits:
-        return []
-    return best_reading(page, np.asarray(classify(page.pixels)))
+    probabilities = np.asarray(classify(page.pixels)) if page.digits else np.zeros((0, 10))
+    return best_reading(page, probabilities)
 
 
 def _float(page: Page, start: int, stop: int) -> float:

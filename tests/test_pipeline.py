@@ -21,7 +21,14 @@ import yaml
 from PIL import Image
 
 from pipeline import feedback
-from pipeline.paths import FEEDBACK_DIR, METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR
+from pipeline.paths import (
+    FEEDBACK_DIR,
+    METRICS_PATH,
+    MODEL_PATH,
+    PIECES_PATH,
+    PREPARED_DIR,
+    REPORTS_DIR,
+)
 from serving.contract import png, read_model
 
 from helpers import MODEL_NAME, drawn_corrections, project_copy, set_params, sh, stage_env
@@ -76,7 +83,7 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     declared = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["params"]
     sections = set(yaml.safe_load((repo / "params.yaml").read_text()))
     logged = {name.split(".")[0] for name in run.data.params} & sections
-    assert logged == {"preprocess", "train"} and logged <= set(declared)
+    assert logged == {"preprocess", "pieces", "train"} and logged <= set(declared)
     assert run.data.params["train.epochs"] == "2"
     assert run.data.params["preprocess.train_subset"] == "1000"
     assert "data.train_sha256" in run.data.params and "git_commit" in run.data.tags
@@ -144,6 +151,7 @@ def train_output(work: Path, tmp_path: Path, terminal: bool) -> str:
     import pty
 
     shutil.copytree(work / PREPARED_DIR, tmp_path / PREPARED_DIR)
+    shutil.copy(work / PIECES_PATH, tmp_path / PIECES_PATH)
     shutil.copy(work / "params.yaml", tmp_path)
     env = stage_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     command = [sys.executable, "-m", "pipeline.train"]
@@ -206,7 +214,8 @@ def test_corrections_from_the_app_are_measured_and_learned_from_when_asked(repo,
     # stays MNIST's: test_preprocess checks that it is then the same file.)
     set_params(repo, preprocess={"feedback_repeat": 3}, train={"epochs": 2})
     out = sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror))
-    stages = ["preprocess", "train", "evaluate", "register"]
+    # (The pieces too: they are cut from the training split's digits.)
+    stages = ["preprocess", "pieces", "train", "evaluate", "register"]
     assert re.findall(r"Running stage '(\w+)'", out) == stages
     assert "50 corrected digits: 15 held out, 35 x 3 in the training split" in out
     metrics = json.loads((repo / METRICS_PATH).read_text())
