@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import feedback  # noqa: E402
-from pipeline.evaluate import packaged_model  # noqa: E402
+from pipeline.evaluate import digits_read, packaged_model  # noqa: E402
 from pipeline.numbers import arc  # noqa: E402
 from pipeline.paths import FEEDBACK_DIR, MODEL_PATH, PREPARED_DIR, RAW_DIR  # noqa: E402
 from serving.contract import png, read_model  # noqa: E402
@@ -121,8 +121,7 @@ def test_accuracy(keras_path: Path) -> float:
 
     test = np.load(ROOT / PREPARED_DIR / "test.npz")
     network = keras.models.load_model(keras_path)
-    predicted = network.predict(test["x"], batch_size=1000, verbose=0)[:, :10].argmax(axis=1)
-    return float(np.mean(predicted == test["y"]))
+    return float(np.mean(digits_read(network, test["x"]) == test["y"]))
 
 
 def train_with(folder: Path, repeat: int) -> Path:

@@ -67,6 +67,8 @@ def test_accuracy_callback(x_test, y_test, log: list):
     import keras
     import numpy as np
 
+    from pipeline.evaluate import digits_read
+
     class TestAccuracy(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.train_seconds = self.cpu_seconds = 0.0
@@ -78,9 +80,7 @@ def test_accuracy_callback(x_test, y_test, log: list):
             # Keras has run the validation pass already; count it as training time.
             self.train_seconds += time.perf_counter() - self.started
             self.cpu_seconds += cpu_time() - self.cpu_started
-            predicted = self.model.predict(x_test, batch_size=1000, verbose=0)[:, :10].argmax(
-                axis=1
-            )
+            predicted = digits_read(self.model, x_test)
             log.append(
                 {
                     "epoch": epoch + 1,
@@ -140,6 +140,7 @@ def run_tutorial(log: list) -> tuple[int, float]:
 def run_pipeline(log: list) -> tuple[int, float]:
     import numpy as np
 
+    from pipeline.evaluate import digits_read
     from pipeline.params import load_params
     from pipeline.paths import PREPARED_DIR
     from pipeline.train import fit
@@ -150,7 +151,7 @@ def run_pipeline(log: list) -> tuple[int, float]:
     callback = test_accuracy_callback(test["x"], test["y"], log)
     model = fit(train, val, p, [callback])
     # The last epoch's weights are the final model, as in the pipeline.
-    predicted = model.predict(test["x"], batch_size=1000, verbose=0)[:, :10].argmax(axis=1)
+    predicted = digits_read(model, test["x"])
     return len(train["y"]), float(np.mean(predicted == test["y"]))
 
 

@@ -20,6 +20,7 @@ from pipeline.numbers import make_sets, score
 from pipeline.params import load_params
 from pipeline.paths import METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR, written_whole
 from serving.contract import png, read_model
+from serving.normalize import NOT_A_DIGIT
 
 # The fixed part of the numbers benchmark every version is measured on.
 NUMBERS_SEED, NUMBERS_PER_SET = 0, 100
@@ -130,7 +131,7 @@ def main() -> None:
 def digits_read(network, x: np.ndarray) -> np.ndarray:
     """The likeliest digit for each 28x28 image: of the digits alone, as the reader
     takes it for a candidate it keeps (its 11th answer, NOT_A_DIGIT, is for pieces)."""
-    return network.predict(x, batch_size=1000, verbose=0)[:, :10].argmax(axis=1)
+    return network.predict(x, batch_size=1000, verbose=0)[:, :NOT_A_DIGIT].argmax(axis=1)
 
 
 def feedback_accuracy(network, held_out) -> dict:

@@ -126,6 +126,11 @@ def mnist_digit(pixels: np.ndarray, height: int, pen: float | None = None) -> np
     return _tight(big)
 
 
+def picture_of(ink: np.ndarray) -> Image.Image:
+    """Ink (0-1) as a person's clean scan: dark ink on white, 8-bit grey."""
+    return Image.fromarray(np.round(255 * (1 - ink.clip(0, 1))).astype(np.uint8))
+
+
 def _tight(ink: np.ndarray) -> np.ndarray:
     rows, cols = np.nonzero(ink > 0.05)
     if len(rows) == 0:

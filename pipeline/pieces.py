@@ -20,10 +20,9 @@ Outputs data/pieces.npz: `x` (N, 28, 28, 1) uint8 and `y` (N,), as the splits.
 import numpy as np
 from PIL import Image
 
-from pipeline.numbers import compose, compose_touching, mnist_digit
+from pipeline.numbers import compose, compose_touching, mnist_digit, picture_of
 from pipeline.params import load_params
-from pipeline.paths import PIECES_PATH, PREPARED_DIR, written_whole
-from pipeline.preprocess import save_arrays
+from pipeline.paths import PIECES_PATH, PREPARED_DIR, save_arrays, written_whole
 from serving.normalize import NOT_A_DIGIT, candidates
 
 WHOLE = 0.8  # a candidate whose box overlaps a digit's this much (IoU) is that digit
@@ -45,8 +44,7 @@ def number_of(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
         ink, boxes = compose_touching(inks, height, (0.0, 0.15), 0.04, rng)
     else:
         ink, boxes = compose(inks, height, rng.uniform(-0.05, 0.35), 0.04, rng)
-    picture = Image.fromarray(np.round(255 * (1 - ink)).astype(np.uint8))
-    return picture, labels[chosen], boxes
+    return picture_of(ink), labels[chosen], boxes
 
 
 def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

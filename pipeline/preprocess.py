@@ -13,7 +13,6 @@ they are (`feedback_digits`), for the MLflow run. With n = 0, train.npz is MNIST
 """
 
 import gzip
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from pipeline import feedback
 from pipeline.params import load_params
-from pipeline.paths import FEEDBACK_DIR, PREPARED_DIR, RAW_DIR, written_whole
+from pipeline.paths import FEEDBACK_DIR, PREPARED_DIR, RAW_DIR, save_arrays, written_whole
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -74,16 +73,6 @@ def split(
     if train_subset is not None:
         train = train[:train_subset]
     return (x[train], y[train]), (x[val], y[val])
-
-
-def save_arrays(path: Path, **arrays) -> None:
-    """np.savez without its timestamps: the same arrays make the same bytes, so DVC sees
-    an unchanged split as unchanged and does not train again for nothing."""
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, array in arrays.items():
-            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            with archive.open(entry, "w", force_zip64=True) as file:
-                np.lib.format.write_array(file, np.asanyarray(array), allow_pickle=False)
 
 
 def main() -> None:

@@ -33,11 +33,13 @@ RULE_FAINT = 0.5  # and JPEG break a faint line into dashes), at this share of t
 RULE_SPAN = 400  # in pictures at least this wide (pixels)
 RULE_INK = 0.5  # ... and fainter than this share of the strongest ink (a pen's stroke)
 RULE_WIDTH = 6  # ... no wider than this (pixels): ruled lines are thin, a digit's bar is not
+COLUMN_LENGTH = 0.7  # a column of squared paper runs across this share of the ruled sheet,
+COLUMN_SHEET = 0.6  # ... which is taken to span at least this share of the picture's height
 PAPER_SIDE = 160  # the paper and the table are found on the picture shrunk to this side
 PAPER_SCALE = 0.5  # the paper: the picture closed over this share of its shorter side
 TABLE_DARK = 0.8  # darker than this share of the paper, on the border: the table (or a mat)
 TABLE_STEP = 1.25  # ... when its edge is a step of at least this ratio, not a soft shadow
-SHEET_FLAT = 0.6  # a sheet amid a dark table: this share of the middle is near its paper
+STROKE_SQUARE = 7  # in a photo shrunk to PAPER_SIDE, a square just wider than a pen's stroke
 TARGET_STROKE = 2.5  # MNIST-like stroke width, in pixels of the 20-pixel box
 
 MAX_PARTS = 4  # parts one digit may have: the strokes of a 4 or a 5, pieces of a cut
@@ -104,10 +106,16 @@ class Page:
 
 def ink_of(image: Image.Image) -> np.ndarray:
     """Ink strength in [0, 1] per pixel, whatever the colours; 0 is background."""
+    return _ink_on_sheet(image)[0]
+
+
+def _ink_on_sheet(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """The ink, and where the sheet is (a boolean mask: not the table around it)."""
     image = ImageOps.exif_transpose(image)
     if "A" in image.getbands() or "transparency" in image.info:
         # A transparent picture: what is painted is the ink.
-        return np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
+        ink = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
+        return ink, np.ones(ink.shape, bool)
     gray = _brightness(image)
     if not _dark_on_light(gray):
         gray = 1 - gray
@@ -121,8 +129,9 @@ def ink_of(image: Image.Image) -> np.ndarray:
     paper = _paper(small, scale * (3 * _stroke_width(rough) + 4))
     under = _grow_to(paper, gray.shape)
     ink = (under - gray) / np.maximum(under, 1e-3)  # no paper (a black picture): no ink
-    ink[_grow_to(_table(small, paper), gray.shape) > 0] = 0
-    return np.clip(ink, 0, 1)
+    table = _grow_to(_table(small, paper), gray.shape) > 0
+    ink[table] = 0
+    return np.clip(ink, 0, 1), ~table
 
 
 def on_paper(image: Image.Image) -> Image.Image:
@@ -144,28 +153,26 @@ def _brightness(image: Image.Image) -> np.ndarray:
 def _dark_on_light(gray: np.ndarray) -> bool:
     """Whether the ink is darker than the paper: the paper is most of the picture (its
     median), the ink the far tail on one side. In a photo a sheet on a dark table may
-    leave the table most of the picture: then the middle, where the writing is, decides,
-    if its paper is a flat majority there. (Not in a small picture, as an MNIST scan,
-    whose middle is the digit.)"""
-    dark, _ = _polarity(gray)
+    leave the table most of the picture, and the far tail is then the paper: there the
+    thin strokes decide, dark ones on light or light on dark (the ink is a line, the
+    table a region). (Not in a small picture, as an MNIST scan, whose middle is the
+    digit.)"""
+    dark = _polarity(gray)
     if dark or min(gray.shape) < PAPER_SIDE:
         return dark
-    height, width = gray.shape
-    dark, flat = _polarity(
-        gray[height // 4 : height - height // 4, width // 4 : width - width // 4]
-    )
-    return dark and flat >= SHEET_FLAT
+    small = _shrink(gray)
+    square = np.ones((STROKE_SQUARE, STROKE_SQUARE), np.uint8)
+    padded = cv2.copyMakeBorder(small, *[STROKE_SQUARE] * 4, cv2.BORDER_REPLICATE)
+    thin_dark = cv2.morphologyEx(padded, cv2.MORPH_BLACKHAT, square)
+    thin_light = cv2.morphologyEx(padded, cv2.MORPH_TOPHAT, square)
+    return np.percentile(thin_dark, 99) >= np.percentile(thin_light, 99)
 
 
-def _polarity(gray: np.ndarray) -> tuple[bool, float]:
-    """Whether the far tail of the grey levels is the dark one, and the share of the
-    pixels near the median (within a tenth of the range; 0 if there is no ink)."""
+def _polarity(gray: np.ndarray) -> bool:
+    """Whether the far tail of the grey levels is the dark one."""
     sample = gray[:: max(1, gray.shape[0] // 200), :: max(1, gray.shape[1] // 200)]
     low, middle, high = np.percentile(sample, [0.5, 50, 99.5])
-    flat = float(np.mean(np.abs(sample - middle) <= 0.1 * (high - low)))
-    if high - low < MIN_CONTRAST:
-        flat = 0.0
-    return middle - low >= high - middle, flat
+    return middle - low >= high - middle
 
 
 def _shrink(gray: np.ndarray) -> np.ndarray:
@@ -248,12 +255,12 @@ def _table(small: np.ndarray, paper: np.ndarray) -> np.ndarray:
 def candidates(image: Image.Image) -> Page:
     """The parts of a picture's ink and every run of them that could be one digit, with
     each way of cutting its ends where they lie inside a stroke."""
-    ink = ink_of(image)
+    ink, sheet = _ink_on_sheet(image)
     strongest = float(ink.max(initial=0))
     if strongest < MIN_CONTRAST:
         return Page()
     ink = ink / strongest
-    strokes, parts = _parts(ink, max(INK_THRESHOLD, _noise(ink)))
+    strokes, parts = _parts(ink, max(INK_THRESHOLD, _noise(ink, sheet)))
     tallest = max(_length(part.box[0]) for part in parts) if parts else 1
     pairs = list(zip(parts, parts[1:], strict=False))
     boundaries = [None, *(_boundary_cut(strokes, a, b) for a, b in pairs), None]
@@ -318,10 +325,12 @@ def to_mnist(crop: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
 Box = tuple[slice, slice]
 
 
-def _noise(ink: np.ndarray) -> float:
+def _noise(ink: np.ndarray, sheet: np.ndarray) -> float:
     """An ink level that the paper's own grain and a sensor's noise reach now and then:
-    the median and four spreads of the faint pixels (0 on a clean canvas)."""
-    sample = ink[:: max(1, ink.shape[0] // 150), :: max(1, ink.shape[1] // 150)]
+    the median and four spreads of the faint pixels of the sheet (0 on a clean canvas;
+    the table, where no ink is, would hide the sheet's noise)."""
+    every = np.s_[:: max(1, ink.shape[0] // 150), :: max(1, ink.shape[1] // 150)]
+    sample = ink[every][sheet[every]]
     faint = sample[sample < 0.3]
     if faint.size == 0:
         return 0.0
@@ -502,13 +511,16 @@ def _without_rules(ink: np.ndarray, threshold: float) -> np.ndarray:
     rules = _faint(_runs(along_rows, int(RULE_LENGTH * width), axis=1), turned, faint, smooth)
     if not rules.any():
         return strokes
-    # Squared paper or a margin line: columns too, once rows of lines are found. Near the
-    # picture's sides a column of the turned picture leaves the picture part of the way:
-    # a line there goes on beyond it.
+    # Squared paper or a margin line: columns too, once rows of lines are found, across
+    # most of the sheet (as far as its rows of lines go: the table may show above and
+    # below). Near the picture's sides a column of the turned picture leaves the picture
+    # part of the way: a line there goes on beyond it.
+    ruled = np.flatnonzero(rules.any(axis=1))
+    sheet = max(ruled[-1] - ruled[0], COLUMN_SHEET * height)
     along_columns = (cv2.blur(turned, (1, smooth)) > faint).astype(np.uint8)
     inside = cv2.warpAffine(np.ones_like(along_columns), turn, (width, height)) > 0
     along_columns[~inside] = 1
-    columns = _runs(along_columns, int(max(RULE_LENGTH, 0.7) * height), axis=0) & inside
+    columns = _runs(along_columns, int(COLUMN_LENGTH * sheet), axis=0) & inside
     rules |= _faint(columns, turned, faint, smooth)
     back = cv2.invertAffineTransform(turn)
     rule = cv2.warpAffine(rules.astype(np.uint8), back, (width, height), flags=cv2.INTER_NEAREST)

@@ -51,16 +51,17 @@ def photo(
     ink: tuple = (25, 40, 140),
     squared: bool = False,
     strip: bool = False,
+    dim: float = 0.8,
 ) -> bytes:
     """A phone photo of digits written on a sheet: cream paper lit unevenly, faint blue
     lines at the sheet's tilt (degrees) crossing the digits (squared: columns of lines
     too), the dark table in the bottom-right corner where the sheet ends (strip: all
-    round a narrow strip of sheet, most of the picture), blue ink by default: the JPEG
-    file's bytes."""
+    round a narrow strip of sheet, most of the picture), blue ink by default, the light
+    falling to dim of its strength across the picture: the JPEG file's bytes."""
     cover = 1 - np.asarray(drawing(digits, size=(1000, 360), height=150, width=7, top=100)) / 255
     rows, cols = np.mgrid[0:360, 0:1000].astype(np.float32)
     t = np.radians(tilt)
-    light = np.linspace(1.0, 0.8, 1000)[None, :] * np.linspace(0.95, 1.05, 360)[:, None]
+    light = np.linspace(1.0, dim, 1000)[None, :] * np.linspace(0.95, 1.05, 360)[:, None]
     picture = np.ones((360, 1000, 3), np.float32) * (0.97, 0.93, 0.82)
     across = rows * np.cos(t) - cols * np.sin(t)  # across the sheet's lines, and along them
     along = cols * np.cos(t) + rows * np.sin(t)

@@ -237,6 +237,21 @@ def test_a_strip_of_a_sheet_on_a_mostly_dark_table_is_read(classify):
     assert read(image, classify) == "5917"
 
 
+def test_a_strip_of_a_sheet_in_failing_light_is_still_dark_ink_on_paper(classify):
+    """The light falls to half across the strip: the far side of the sheet is as dark as
+    the table, and the grey levels alone (the old rule) took the ink for the paper."""
+    image = opened(photo("5917", tilt=-2, strip=True, dim=0.5))
+    assert read(image, classify) == "5917"
+
+
+def test_squared_paper_on_a_strip_between_table_loses_its_columns(classify):
+    """Squares on a strip of a sheet, the table above and below it: the columns run
+    across the sheet, not across the picture (the old rule wanted 70% of the picture's
+    height and read each column as a 1)."""
+    image = opened(photo("9974", tilt=2, squared=True, strip=True, ink=(30, 30, 30)))
+    assert read(image, classify) == "9974"
+
+
 @pytest.mark.parametrize("tilt", [-1.5, 3])
 def test_squared_paper_at_a_tilt_loses_its_columns_but_not_a_one(tilt, classify):
     """Squares at the sheet's tilt: their near-vertical lines cross the digits and run
@@ -251,13 +266,13 @@ def written_fast(mirror, indices: list[int], overlap: float) -> Image.Image:
     """MNIST test digits written as fast writing joins them (the benchmark's touching set):
     each slid left until its ink touches the one before, then on into it by overlap of
     its height, 120 pixels tall, on one line."""
-    from pipeline.numbers import compose_touching, mnist_digit
+    from pipeline.numbers import compose_touching, mnist_digit, picture_of
     from pipeline.preprocess import IMAGES_MAGIC, read_idx
 
     images = read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
     inks = [mnist_digit(images[i], 120) for i in indices]
     ink, _ = compose_touching(inks, 120, (overlap, overlap), 0.0, np.random.default_rng(1))
-    return Image.fromarray(np.round(255 * (1 - ink)).astype(np.uint8))
+    return picture_of(ink)
 
 
 def test_a_tail_under_the_next_digit_stays_with_its_digit(mirror, classify):

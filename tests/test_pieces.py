@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from pipeline.numbers import compose_touching, mnist_digit
+from pipeline.numbers import compose_touching, mnist_digit, picture_of
 from pipeline.pieces import make_pieces, pieces_of
 from pipeline.preprocess import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from serving.normalize import NOT_A_DIGIT, candidates
@@ -26,7 +25,7 @@ def test_whole_digits_keep_their_digit_and_pieces_are_not_a_digit(training_digit
     chosen = [0, 1, 2]  # a 5, a 0 and a 4
     inks = [mnist_digit(images[i, ..., 0], 80) for i in chosen]
     ink, boxes = compose_touching(inks, 80, (0.05, 0.05), 0.0, np.random.default_rng(1))
-    picture = Image.fromarray(np.round(255 * (1 - ink)).astype(np.uint8))
+    picture = picture_of(ink)
     pixels, answers = pieces_of(picture, labels[chosen], boxes)
     assert set(answers) - {NOT_A_DIGIT} == {5, 0, 4}
     everything = max(candidates(picture).digits, key=lambda d: d.width)

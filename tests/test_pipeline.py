@@ -123,6 +123,31 @@ def test_second_repro_only_checks_the_registry(repo, mirror):
     print(f"no-op dvc repro: {seconds:.1f} s")
 
 
+def test_a_changed_evaluation_reaches_the_registered_version(repo):
+    """The model is the same, its evaluation is not (evaluate or the numbers benchmark
+    changed): register brings the version's tags and its run's metrics up to date, and
+    back again."""
+    path = repo / METRICS_PATH
+    written = path.read_text()
+    metrics = json.loads(written)
+    photo = 0.123 if metrics["numbers"]["photo"] != 0.123 else 0.456
+    metrics["numbers"] |= {"photo": photo, "touching": 0.5}  # a figure changed, one more
+    try:
+        path.write_text(json.dumps(metrics))
+        out = sh(sys.executable, "-m", "pipeline.register", cwd=repo)
+        assert "brought up to date: numbers_photo, numbers_touching" in out
+        [version] = registry(repo).search_model_versions(f"name = '{MODEL_NAME}'")
+        assert version.tags["numbers_photo"] == str(photo)
+        assert version.tags["numbers_touching"] == "0.5"
+        assert registry(repo).get_run(version.tags["run_id"]).data.metrics["numbers_photo"] == photo
+    finally:
+        path.write_text(written)
+    sh(sys.executable, "-m", "pipeline.register", cwd=repo)
+    [version] = registry(repo).search_model_versions(f"name = '{MODEL_NAME}'")
+    assert version.tags["numbers_photo"] == str(json.loads(written)["numbers"]["photo"])
+    assert "numbers_touching" not in version.tags
+
+
 def test_exp_run_lands_in_the_same_store(repo, mirror):
     sh("dvc", "exp", "run", "-S", "train.epochs=3", cwd=repo, MNIST_MIRROR=str(mirror))
     versions = registry(repo).search_model_versions(f"name = '{MODEL_NAME}'")

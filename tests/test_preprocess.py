@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.preprocess import save_arrays, split
+from pipeline.paths import save_arrays
+from pipeline.preprocess import split
 
 from helpers import run_stage, write_params
 
