@@ -14,10 +14,19 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from pipeline.numbers import make_sets, score
+from pipeline.preprocess import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from serving.normalize import candidates
 from serving.reading import find_digits
 
 from pictures import drawing, photo
+
+
+@pytest.fixture(scope="module")
+def mnist_test(mirror) -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000 MNIST test digits (28x28 uint8) and their labels, read once."""
+    images = read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
+    labels = read_idx(mirror / "t10k-labels-idx1-ubyte.gz", LABELS_MAGIC, (10_000,))
+    return images, labels
 
 
 def whole(image: Image.Image):
@@ -97,21 +106,17 @@ def test_colour_and_transparent_pictures():
     assert candidates(Image.fromarray(rgba, "RGBA")).parts == 1
 
 
-def test_mnist_digits_come_back_unchanged(mirror):
+def test_mnist_digits_come_back_unchanged(mnist_test):
     """Already-normalised digits are not degraded: the same pixels, up to the contrast
     stretch that brings the strongest ink to 255 (a few grey levels)."""
-    from pipeline.preprocess import IMAGES_MAGIC, read_idx
-
-    images = read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
+    images, _ = mnist_test
     for pixels in images[:500]:
         digit = whole(Image.fromarray(pixels))
         assert np.abs(digit.pixels.astype(int) - pixels).max() <= 5
 
 
-def test_a_large_mnist_digit_normalises_back_to_itself(mirror):
-    from pipeline.preprocess import IMAGES_MAGIC, read_idx
-
-    pixels = read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))[0]
+def test_a_large_mnist_digit_normalises_back_to_itself(mnist_test):
+    pixels = mnist_test[0][0]
     canvas = Image.new("L", (800, 300), 255)
     canvas.paste(Image.fromarray(255 - pixels).resize((252, 252), Image.BILINEAR), (500, 20))
     digit = whole(canvas)
@@ -159,12 +164,9 @@ def test_digits_of_different_sizes_close_together(number, heights, starts, class
     assert read(drawing(number, height=heights, starts=starts, top=tops), classify) == number
 
 
-def test_touching_digits_are_cut_apart(mirror, classify):
+def test_touching_digits_are_cut_apart(mnist_test, classify):
     """Two MNIST digits written so close that their strokes join: one stroke, two digits."""
-    from pipeline.preprocess import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-
-    images = read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
-    labels = read_idx(mirror / "t10k-labels-idx1-ubyte.gz", LABELS_MAGIC, (10_000,))
+    images, labels = mnist_test
     zero, four = images[labels == 0][0], images[labels == 4][0]
     ink = np.zeros((28, 50), dtype=np.uint8)
     ink[:, :28] = zero
@@ -182,18 +184,14 @@ def test_specks_are_left_out(classify):
     assert read(image, classify) == "71"
 
 
-def test_most_written_numbers_of_the_benchmark_are_read_right(mirror, classify):
+def test_most_written_numbers_of_the_benchmark_are_read_right(mnist_test, classify):
     """A sample of the numbers benchmark (pipeline/numbers.py): MNIST test digits of
     mixed sizes on one line, spacing from wide to touching, and digits drawn as pen
     strokes. Read with the small champion trained in the tests (about 96.5%), most whole
     numbers come out right, and the count of digits nearly always does: 4-8 misses in 100
     here, where the grouping by box geometry that this replaced missed the count of 33
     and 37, and read only 59% of the numbers right."""
-    from pipeline.preprocess import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-
-    images = read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
-    labels = read_idx(mirror / "t10k-labels-idx1-ubyte.gz", LABELS_MAGIC, (10_000,))
-    sets = make_sets(images, labels, seed=7, count=100, names=["canvases", "drawn"])
+    sets = make_sets(*mnist_test, seed=7, count=100, names=["canvases", "drawn"])
     for name, numbers in sets.items():
         readings = [read(Image.open(io.BytesIO(n.png)), classify) for n in numbers]
         result = score([n.digits for n in numbers], readings)
@@ -262,32 +260,30 @@ def test_squared_paper_at_a_tilt_loses_its_columns_but_not_a_one(tilt, classify)
     assert read(image, classify) == "41703"
 
 
-def written_fast(mirror, indices: list[int], overlap: float) -> Image.Image:
+def written_fast(images: np.ndarray, indices: list[int], overlap: float) -> Image.Image:
     """MNIST test digits written as fast writing joins them (the benchmark's touching set):
     each slid left until its ink touches the one before, then on into it by overlap of
     its height, 120 pixels tall, on one line."""
     from pipeline.numbers import compose_touching, mnist_digit, picture_of
-    from pipeline.preprocess import IMAGES_MAGIC, read_idx
 
-    images = read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
     inks = [mnist_digit(images[i], 120) for i in indices]
     ink, _ = compose_touching(inks, 120, (overlap, overlap), 0.0, np.random.default_rng(1))
     return picture_of(ink)
 
 
-def test_a_tail_under_the_next_digit_stays_with_its_digit(mirror, classify):
+def test_a_tail_under_the_next_digit_stays_with_its_digit(mnist_test, classify):
     """ "598" in one stroke, the 8's lower loop written over the foot of the 9's tail:
     no vertical line parts the 9 from the 8 (the old reader said "58"); a path that
     follows the strokes does."""
-    picture = written_fast(mirror, [8038, 6409, 9116], overlap=0.1)
+    picture = written_fast(mnist_test[0], [8038, 6409, 9116], overlap=0.1)
     assert ndimage.label(np.asarray(picture) < 128, structure=np.ones((3, 3)))[1] == 1
     assert read(picture, classify) == "598"
 
 
-def test_overlapping_digits_are_parted(mirror, classify):
+def test_overlapping_digits_are_parted(mnist_test, classify):
     """ "2046" in one stroke, the 2's base under the 0 and the 0's loop crossing the 4
     (the old reader said "206"): every digit is read, left to right."""
-    picture = written_fast(mirror, [8438, 6567, 5023, 2826], overlap=0.15)
+    picture = written_fast(mnist_test[0], [8438, 6567, 5023, 2826], overlap=0.15)
     assert ndimage.label(np.asarray(picture) < 128, structure=np.ones((3, 3)))[1] == 1
     digits = find_digits(picture, classify)
     assert "".join(str(p.argmax()) for _, p in digits) == "2046"
