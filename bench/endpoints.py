@@ -53,7 +53,7 @@ def production(store: str, alias: str, workers: int, home: Path) -> Iterator[tup
 
 @contextlib.contextmanager
 def started(store: str, arguments: list[str], port: int) -> Iterator[tuple[str, int]]:
-    from serving.contract import wait_until_ready
+    from serving.client import wait_until_ready
 
     process = subprocess.Popen(
         [sys.executable, *arguments],
@@ -85,8 +85,8 @@ def bench_store(folder: Path, keras_path: Path) -> str:
     signature (version 3, alias `identity`): what the serving stack costs by itself."""
     import mlflow
 
-    from pipeline.promote import model_name
-    from serving.package import SIGNATURE, model_arguments
+    from core.packaging import SIGNATURE, model_arguments
+    from core.registry import model_name
 
     store = f"sqlite:///{folder / 'bench.db'}"
     mlflow.set_tracking_uri(store)

@@ -30,11 +30,11 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import feedback  # noqa: E402
+from core import feedback  # noqa: E402
+from core.paths import FEEDBACK_DIR, MODEL_PATH, PREPARED_DIR, RAW_DIR  # noqa: E402
+from digit_reader.contract import png, read_model  # noqa: E402
 from pipeline.evaluate import digits_read, packaged_model  # noqa: E402
-from pipeline.numbers import arc  # noqa: E402
-from pipeline.paths import FEEDBACK_DIR, MODEL_PATH, PREPARED_DIR, RAW_DIR  # noqa: E402
-from serving.contract import png, read_model  # noqa: E402
+from synthetic.numbers import arc  # noqa: E402
 
 PER_DIGIT = 30  # drawings of each digit, in each of the two sets
 

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.numbers import PEN_DIGITS  # noqa: E402
+from synthetic.numbers import PEN_DIGITS  # noqa: E402
 
 NUMBER = "2739150486"  # what is drawn: its first 1, 3 or 10 digits, as pen strokes
 
@@ -66,9 +66,9 @@ def main() -> None:
 
     import tkinter as tk
 
+    from core.registry import alias_uri
     from gui.app import App
     from gui.readers import LocalModel
-    from pipeline.promote import alias_uri
 
     root = tk.Tk()
     app = App(root, LocalModel(args.model_uri or alias_uri()))

@@ -41,10 +41,11 @@ from endpoints import (  # noqa: E402  (bench/endpoints.py)
 )
 from machine import cpu_name  # noqa: E402  (bench/machine.py)
 
-from pipeline.paths import MODEL_PATH, RAW_DIR  # noqa: E402
+from core.paths import MODEL_PATH, RAW_DIR  # noqa: E402
+from core.registry import model_name  # noqa: E402
+from digit_reader.contract import png  # noqa: E402
 from pipeline.preprocess import IMAGES_MAGIC, read_idx  # noqa: E402
-from pipeline.promote import model_name  # noqa: E402
-from serving.contract import png, post, request_body  # noqa: E402
+from serving.client import post, request_body  # noqa: E402
 
 CONCURRENCY = (1, 4, 16)
 WORKERS = (1, 2)
@@ -131,7 +132,7 @@ def switch_under_load(url: str, body: Path, seconds: float) -> tuple[Result, flo
     hey's result, and the seconds from the move to the first answer of version 2."""
     import mlflow
 
-    from pipeline.promote import model_name
+    from core.registry import model_name
 
     load = hey_in_background(url, body, 16, seconds)
     time.sleep(seconds / 6)
@@ -149,7 +150,7 @@ def death_under_load(url: str, pid: int, body: Path, seconds: float) -> tuple[Re
     """hey at concurrency 8 while one model server of the endpoint at pid is killed with
     its children (SIGKILL, as the out-of-memory killer does): hey's result, and the
     seconds from the kill until that server answers again on its port."""
-    from serving.contract import wait_until_ready
+    from serving.client import wait_until_ready
 
     load = hey_in_background(url, body, 8, seconds)
     time.sleep(seconds / 6)

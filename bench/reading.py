@@ -6,7 +6,7 @@
 (Not bench/numbers.py: a script there would hide the standard library's `numbers`
 module from NumPy in every script of this folder.)
 
-Builds the sets of pipeline/numbers.py from the MNIST test digits (data/prepared/test.npz,
+Builds the sets of synthetic/numbers.py from the MNIST test digits (data/prepared/test.npz,
 written by `dvc repro`) and the seed, sends every picture through the pictures-to-digits
 model as a client would, and prints per set: whole numbers right, digits right (in the
 numbers whose count of digits came out right), the kinds of miss (too few digits, too
@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from machine import cpu_name  # noqa: E402  (bench/machine.py)
 
+from core.paths import PREPARED_DIR  # noqa: E402
+from core.registry import alias_uri  # noqa: E402
 from pipeline.evaluate import read_all  # noqa: E402
-from pipeline.numbers import make_sets, score  # noqa: E402
-from pipeline.paths import PREPARED_DIR  # noqa: E402
-from pipeline.promote import alias_uri  # noqa: E402
+from synthetic.numbers import make_sets, score  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -45,9 +45,9 @@ def loaded_model(model_uri: str, keras_path: Path | None):
         return
     import mlflow
 
-    from pipeline import tracking
+    from core.store import use_store
 
-    tracking.use_store()
+    use_store()
     yield mlflow.pyfunc.load_model(model_uri)
 
 

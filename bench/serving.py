@@ -26,11 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 from endpoints import five_digit_picture, keras_model, serve  # noqa: E402  (bench/endpoints.py)
 
-from pipeline import tracking  # noqa: E402
-from pipeline.paths import MODEL_PATH, RAW_DIR  # noqa: E402
+from core.paths import MODEL_PATH, RAW_DIR  # noqa: E402
+from core.registry import alias_uri  # noqa: E402
+from core.store import tracking_uri, use_store  # noqa: E402
+from digit_reader.contract import png, read_model  # noqa: E402
 from pipeline.preprocess import IMAGES_MAGIC, read_idx  # noqa: E402
-from pipeline.promote import alias_uri  # noqa: E402
-from serving.contract import png, read_model, request_body  # noqa: E402
+from serving.client import request_body  # noqa: E402
 
 BATCH = 64
 
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     model_uri = args.model_uri or alias_uri()
-    tracking.use_store()
+    use_store()
 
     import mlflow
 
@@ -92,7 +93,7 @@ def main() -> None:
     batched = measure(local, batch, max(n // 10, 10))
     rows.append(("pyfunc in process", single, several, BATCH / np.median(batched)))
 
-    with serve(tracking.tracking_uri(), model_uri) as (url, _):
+    with serve(tracking_uri(), model_uri) as (url, _):
         post = poster(url)
         single = percentiles(measure(post, request_body([one]), n))
         several = percentiles(measure(post, request_body([five]), n))
@@ -102,7 +103,7 @@ def main() -> None:
     # Baseline: the bare Keras network behind mlflow models serve, raw pixels in.
     with tempfile.TemporaryDirectory() as tmp:
         path = keras_model(Path(tmp), ROOT / MODEL_PATH)
-        with serve(tracking.tracking_uri(), path) as (url, _):
+        with serve(tracking_uri(), path) as (url, _):
             post = poster(url)
             body = json.dumps({"inputs": digits[:1, :, :, None].tolist()}).encode()
             single = percentiles(measure(post, body, n))

@@ -24,9 +24,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from machine import cpu_name  # noqa: E402  (bench/machine.py)
 
-from pipeline.params import load_params  # noqa: E402
-from pipeline.promote import model_name, show_versions  # noqa: E402
-from pipeline.tracking import training_params  # noqa: E402
+from core.params import load_params  # noqa: E402
+from core.registry import model_name  # noqa: E402
+from core.runs import training_params  # noqa: E402
+from pipeline.promote import show_versions  # noqa: E402
 
 import team_services  # noqa: E402  (tests/team_services.py)
 

@@ -140,9 +140,9 @@ def run_tutorial(log: list) -> tuple[int, float]:
 def run_pipeline(log: list) -> tuple[int, float]:
     import numpy as np
 
+    from core.params import load_params
+    from core.paths import PREPARED_DIR
     from pipeline.evaluate import digits_read
-    from pipeline.params import load_params
-    from pipeline.paths import PREPARED_DIR
     from pipeline.train import fit
 
     os.chdir(ROOT)

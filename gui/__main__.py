@@ -11,7 +11,8 @@ The champion is `models:/<mlflow.model_name of params.yaml>@champion`.
 import argparse
 from pathlib import Path
 
-from pipeline.paths import FEEDBACK_DIR
+from core.errors import UserError, command
+from core.paths import FEEDBACK_DIR
 
 
 def main() -> None:
@@ -27,22 +28,22 @@ def main() -> None:
     try:
         import tkinter as tk
     except ImportError:
-        raise SystemExit(
-            "error: this Python has no Tkinter: on Debian or Ubuntu, `apt install python3-tk`"
+        raise UserError(
+            "this Python has no Tkinter: on Debian or Ubuntu, `apt install python3-tk`"
         ) from None
 
+    from core.registry import alias_uri
     from gui.app import App
     from gui.readers import Endpoint, LocalModel
-    from pipeline.promote import alias_uri
 
     reader = Endpoint(args.endpoint) if args.endpoint else LocalModel(args.model_uri or alias_uri())
     try:
         root = tk.Tk()
     except tk.TclError as error:
-        raise SystemExit(f"error: cannot open a window ({error}): is there a display?") from None
+        raise UserError(f"cannot open a window ({error}): is there a display?") from None
     App(root, reader, args.feedback)
     root.mainloop()
 
 
 if __name__ == "__main__":
-    main()
+    command(main, left_whole="corrections saved so far are whole")

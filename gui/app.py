@@ -21,9 +21,11 @@ from tkinter import filedialog
 
 from PIL import Image, ImageDraw
 
-from pipeline import feedback
-from pipeline.paths import FEEDBACK_DIR
-from serving.normalize import on_paper
+from core import feedback
+from core.errors import UserError
+from core.paths import FEEDBACK_DIR
+from digit_reader.normalize import on_paper
+from synthetic.pen import pen_line
 
 WIDTH, HEIGHT = 800, 300
 UNSURE = 0.8  # a digit read with less confidence than this is marked unsure
@@ -124,7 +126,7 @@ class App:
     def _load(self) -> None:
         try:
             self.messages.put(("ready", self.reader.load()))
-        except LookupError as error:
+        except UserError as error:
             self.messages.put(("error", str(error)))
         except Exception as error:  # noqa: BLE001 - the window must stay up and say why
             self.messages.put(("error", f"cannot load the model: {error}"))
@@ -174,7 +176,7 @@ class App:
             x0, y0, x1, y1, width=width, capstyle="round", fill="black", tags="ink"
         )
         self.stroke.items.append(item)
-        _draw_on(ImageDraw.Draw(self.image), (x0, y0, x1, y1), width)
+        pen_line(ImageDraw.Draw(self.image), [(x0, y0), (x1, y1)], width, ink=0)
 
     def undo(self) -> None:
         if not self.strokes:
@@ -186,7 +188,7 @@ class App:
         draw = ImageDraw.Draw(self.image)
         for stroke in self.strokes:
             for start, end in zip(stroke.points, stroke.points[1:] or stroke.points, strict=False):
-                _draw_on(draw, (*start, *end), stroke.width)
+                pen_line(draw, [start, end], stroke.width, ink=0)
         self._clear_result()
 
     def clear(self) -> None:
@@ -389,11 +391,3 @@ class App:
             self.image.save(Path(path), "PNG")
             self.set_status(f"saved {path}")
 
-
-def _draw_on(draw: ImageDraw.ImageDraw, segment: tuple[int, int, int, int], width: int) -> None:
-    """A segment with round ends, as the Tk canvas draws it."""
-    x0, y0, x1, y1 = segment
-    draw.line(segment, fill=0, width=width)
-    r = width / 2
-    for x, y in ((x0, y0), (x1, y1)):
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=0)

@@ -1,20 +1,14 @@
 """Where the app's drawings are read: the registered model in process, or an endpoint.
 
 Both take PNG bytes and answer like the registered model: {'digits': '170', 'boxes': [...]}
-(serving/contract.py), plus 'model_version': the registered version that read it, where
+(digit_reader/contract.py), plus 'model_version': the registered version that read it, where
 known (an endpoint says so in a header; `python -m serving` does not). `load` and `read`
-are slow (TensorFlow, the network): the app calls them off the Tk thread. `load` raises
-LookupError with the command that fixes a missing model or endpoint.
+are slow (TensorFlow, the network): the app calls them off the Tk thread. `load` raises a
+UserError (core/errors.py) with the command that fixes a missing model or endpoint.
 """
 
-from serving.contract import (
-    EndpointError,
-    post,
-    predictions,
-    read_model,
-    request_body,
-    wait_until_ready,
-)
+from digit_reader.contract import read_model
+from serving.client import post, predictions, request_body, wait_until_ready
 
 TIMEOUT = 10  # seconds an endpoint may take to answer before the app says it failed
 
@@ -28,17 +22,15 @@ class LocalModel:
     def load(self) -> str:
         import mlflow
 
-        from pipeline import tracking
+        from core.registry import check_model, describe_model, registered_version
+        from core.store import tracking_uri, use_store
 
-        try:
-            tracking.use_store()
-        except tracking.StoreError as error:
-            raise LookupError(str(error)) from None
-        description = tracking.describe_model(self.model_uri)
-        self.version = tracking.registered_version(self.model_uri)
-        tracking.check_model(self.model_uri)
+        use_store()
+        description = describe_model(self.model_uri)
+        self.version = registered_version(self.model_uri)
+        check_model(self.model_uri)
         self.model = mlflow.pyfunc.load_model(self.model_uri)
-        store = tracking.tracking_uri()
+        store = tracking_uri()
         server = f" from {store}" if store.startswith(("http://", "https://")) else ""
         return f"model {description}{server}, in process"
 
@@ -51,10 +43,7 @@ class Endpoint:
         self.url = url.rstrip("/")
 
     def load(self) -> str:
-        try:
-            wait_until_ready(self.url, timeout=5)
-        except EndpointError as error:
-            raise LookupError(str(error)) from None
+        wait_until_ready(self.url, timeout=5)
         return f"endpoint {self.url}"
 
     def read(self, png: bytes) -> dict:

@@ -5,7 +5,7 @@ PNGs of the confusion matrix and of misclassified digits. The test accuracy is m
 twice: on the Keras network, and through the model that clients get (each test digit
 sent as a PNG picture), so that the normalisation cannot cost accuracy unnoticed.
 The packaged model also reads a fixed part of the written-numbers benchmark
-(pipeline/numbers.py): the share of whole numbers read exactly right, per set.
+(synthetic/numbers.py): the share of whole numbers read exactly right, per set.
 """
 
 import contextlib
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.numbers import make_sets, score
-from pipeline.params import load_params
-from pipeline.paths import METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR, written_whole
-from serving.contract import png, read_model
-from serving.normalize import NOT_A_DIGIT
+from core.params import load_params
+from core.paths import METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR, written_whole
+from digit_reader.contract import png, read_model
+from digit_reader.normalize import NOT_A_DIGIT
+from synthetic.numbers import make_sets, score
 
 # The fixed part of the numbers benchmark every version is measured on.
 NUMBERS_SEED, NUMBERS_PER_SET = 0, 100
@@ -50,7 +50,7 @@ def packaged_model(keras_path: Path = MODEL_PATH) -> Iterator:
     """The pictures-to-digits model as clients get it, with this .keras network inside."""
     import mlflow
 
-    from serving.package import model_arguments
+    from core.packaging import model_arguments
 
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.pyfunc.save_model(f"{tmp}/model", **model_arguments(keras_path))
@@ -145,7 +145,6 @@ def feedback_accuracy(network, held_out) -> dict:
 
 
 if __name__ == "__main__":
-    from pipeline.tracking import errors_in_one_line
+    from core.errors import command
 
-    with errors_in_one_line():
-        main()
+    command(main)

@@ -21,8 +21,9 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from pipeline.params import load_params
-from pipeline.paths import RAW_DIR
+from core.errors import UserError
+from core.params import load_params
+from core.paths import RAW_DIR
 
 # sha256 of the decompressed IDX bytes: the same for every honest mirror,
 # whatever gzip header the mirror wrote.
@@ -34,7 +35,7 @@ FILES = {
 }
 
 
-class FetchError(Exception):
+class FetchError(UserError):
     """One source failed for one file; the message says why."""
 
 
@@ -122,7 +123,7 @@ def fetch(out_dir: Path, mirrors: list[str], timeout: float, retries: int) -> No
     out_dir.mkdir(parents=True, exist_ok=True)
     tried = sources(mirrors)
     if not tried:
-        raise SystemExit("error: fetch: no source: set MNIST_MIRROR or list fetch.mirrors")
+        raise FetchError("fetch: no source: set MNIST_MIRROR or list fetch.mirrors")
     for name in FILES:
         failures = []
         for source in tried:
@@ -133,7 +134,7 @@ def fetch(out_dir: Path, mirrors: list[str], timeout: float, retries: int) -> No
             except FetchError as error:
                 failures.append(f"from {source}: {error}")
         else:
-            raise SystemExit(f"error: fetch: {name}: " + "; ".join(failures))
+            raise FetchError(f"fetch: {name}: " + "; ".join(failures))
 
 
 def main() -> None:
@@ -142,4 +143,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from core.errors import command
+
+    command(main)

@@ -1,6 +1,6 @@
 """The CNN of the original Keras MNIST tutorial, taking raw 0-255 pixels.
 
-Its answers are the digits 0-9 and an 11th, NOT_A_DIGIT (serving/normalize.py): a
+Its answers are the digits 0-9 and an 11th, NOT_A_DIGIT (digit_reader/normalize.py): a
 candidate the reader cut out that is not one whole digit (pipeline/pieces.py).
 """
 

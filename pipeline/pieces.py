@@ -1,6 +1,6 @@
 """Stage 3: what the reader cuts out of written numbers, for the network to learn from.
 
-The reader (serving/normalize.py) cuts a number's ink into candidate digits and lets the
+The reader (digit_reader/normalize.py) cuts a number's ink into candidate digits and lets the
 network choose among the ways to read them. Where digits touch or overlap, most of its
 candidates are not one whole digit: a piece of one, two joined, one with a neighbour's
 tail. A network that knows only MNIST's digits reads such a piece as a digit, often with
@@ -9,7 +9,7 @@ learnt from these candidates.
 
 This stage writes numbers of MNIST *training* digits (the training split only, never the
 validation or test digits), written tight, touching and overlapping as in fast writing
-(pipeline/numbers.py), runs the reader's own `candidates` on each, and keeps every
+(synthetic/numbers.py), runs the reader's own `candidates` on each, and keeps every
 candidate that is one whole digit (labelled with it: digits as the reader cuts them,
 with a bit of a neighbour now and then) and every candidate that covers no digit well
 (labelled NOT_A_DIGIT). Between the two (an unclear share of a digit) nothing is kept.
@@ -20,10 +20,10 @@ Outputs data/pieces.npz: `x` (N, 28, 28, 1) uint8 and `y` (N,), as the splits.
 import numpy as np
 from PIL import Image
 
-from pipeline.numbers import compose, compose_touching, mnist_digit, picture_of
-from pipeline.params import load_params
-from pipeline.paths import PIECES_PATH, PREPARED_DIR, save_arrays, written_whole
-from serving.normalize import NOT_A_DIGIT, candidates
+from core.params import load_params
+from core.paths import PIECES_PATH, PREPARED_DIR, save_arrays, written_whole
+from digit_reader.normalize import NOT_A_DIGIT, candidates
+from synthetic.numbers import compose, compose_touching, mnist_digit, picture_of
 
 WHOLE = 0.8  # a candidate whose box overlaps a digit's this much (IoU) is that digit
 PIECE = 0.5  # one that overlaps no digit's box this much is not one whole digit
@@ -102,7 +102,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from pipeline.tracking import errors_in_one_line
+    from core.errors import command
 
-    with errors_in_one_line():
-        main()
+    command(main)

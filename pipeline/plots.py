@@ -8,7 +8,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline.paths import written_whole  # noqa: E402
+from core.paths import written_whole  # noqa: E402
 
 
 def training_curves(history: dict[str, list[float]], path: Path) -> None:

@@ -18,16 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import feedback
-from pipeline.params import load_params
-from pipeline.paths import FEEDBACK_DIR, PREPARED_DIR, RAW_DIR, save_arrays, written_whole
+from core import feedback
+from core.errors import UserError
+from core.params import load_params
+from core.paths import FEEDBACK_DIR, PREPARED_DIR, RAW_DIR, save_arrays, written_whole
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 
 
-class IdxError(ValueError):
-    pass
+class IdxError(UserError, ValueError):
+    """An MNIST file that is not what fetch verified; the message names it."""
 
 
 def read_idx(path: Path, magic: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -80,13 +81,10 @@ def main() -> None:
     try:
         x, y = load_split("train", 60_000)
         test = load_split("t10k", 10_000)
-    except IdxError as error:
-        raise SystemExit(f"error: preprocess: {error}") from None
+    except IdxError as error:  # the message names the file; this says which stage read it
+        raise IdxError(f"preprocess: {error}") from None
     train, val = split(x, y, params["val_size"], params["seed"], params["train_subset"])
-    try:
-        corrections = feedback.load_all(FEEDBACK_DIR)
-    except feedback.FeedbackError as error:
-        raise SystemExit(f"error: preprocess: {error}") from None
+    corrections = feedback.load_all(FEEDBACK_DIR)
     learn, held_out = feedback.split_by_drawing(
         corrections, params["feedback_held_out"], params["seed"]
     )
@@ -113,7 +111,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from pipeline.tracking import errors_in_one_line
+    from core.errors import command
 
-    with errors_in_one_line():
-        main()
+    command(main)

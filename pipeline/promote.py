@@ -13,23 +13,12 @@ Clients load `models:/<name>@champion`; moving the alias is how a model goes liv
 import argparse
 from datetime import datetime
 
-from pipeline.params import load_params
-
-CHAMPION, CHALLENGER = "champion", "challenger"
-
-
-def model_name() -> str:
-    """The registered model's name: mlflow.model_name of params.yaml."""
-    return load_params()["mlflow"]["model_name"]
+from core.errors import ModelMissing, UserError
+from core.registry import CHALLENGER, CHAMPION, model_name
 
 
-def alias_uri(alias: str = CHAMPION) -> str:
-    """The registry URI that clients load by default: models:/<name>@champion."""
-    return f"models:/{model_name()}@{alias}"
-
-
-class PromotionError(Exception):
-    pass
+class PromotionError(UserError):
+    """A promotion refused; the message says why and how to force it where one may."""
 
 
 def accuracy(version, tag: str = "test_accuracy") -> float:
@@ -51,15 +40,15 @@ def promote(client, name: str, version: str, force: bool = False) -> None:
     a less accurate one unless forced."""
     from mlflow.exceptions import MlflowException
 
-    from pipeline import tracking
+    from core.registry import check_model
 
     try:
         chosen = client.get_model_version(name, version)
     except MlflowException:
         raise PromotionError(f"{name} has no version {version}") from None
     try:  # a version whose files are gone would break every client at once
-        tracking.check_model(f"models:/{name}/{version}")
-    except LookupError as error:
+        check_model(f"models:/{name}/{version}")
+    except ModelMissing as error:
         raise PromotionError(f"refusing to promote: {error}") from None
     current = champion(client, name)
     if current and not force and accuracy(chosen) < accuracy(current):
@@ -126,21 +115,17 @@ def main() -> None:
 
     import mlflow
 
-    from pipeline import tracking
+    from core.store import use_store
 
-    tracking.use_store()
+    use_store()
     client = mlflow.MlflowClient()
     if args.version:
-        try:
-            promote(client, name, args.version, args.force)
-        except PromotionError as error:
-            raise SystemExit(f"error: {error}") from None
+        promote(client, name, args.version, args.force)
         print(f"{name}@{CHAMPION} is now version {args.version}")
     show_versions(client, name)
 
 
 if __name__ == "__main__":
-    from pipeline.tracking import errors_in_one_line
+    from core.errors import command
 
-    with errors_in_one_line():
-        main()
+    command(main)

@@ -1,6 +1,6 @@
 """Stage 6: make sure the MLflow registry holds the model that dvc.lock describes.
 
-The registered model is the pictures-to-digits pyfunc of serving/digit_model.py with the
+The registered model is the pictures-to-digits pyfunc of digit_reader/digit_model.py with the
 trained network inside. A new version whose test accuracy reaches promote.min_accuracy
 becomes `champion` when there is none yet, and `challenger` otherwise: a person promotes
 challengers with `python -m pipeline.promote`.
@@ -21,8 +21,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from pipeline.params import load_params
-from pipeline.paths import METRICS_PATH, MODEL_PATH, REPORTS_DIR, RUN_PATH
+from core.params import load_params
+from core.paths import METRICS_PATH, MODEL_PATH, REPORTS_DIR, RUN_PATH
 from pipeline.promote import auto_promote
 
 PLOTS = [REPORTS_DIR / "confusion.png", REPORTS_DIR / "misclassified.png"]
@@ -42,10 +42,11 @@ def main() -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from pipeline import tracking
-    from serving.package import MODEL_CODE, model_arguments
+    from core.packaging import MODEL_CODE, model_arguments
+    from core.runs import marked_run
+    from core.store import use_store
 
-    tracking.use_store(params["mlflow"]["experiment"])
+    use_store(params["mlflow"]["experiment"])
     client = mlflow.MlflowClient()
     identity = {"model_md5": md5(MODEL_PATH), "code_md5": md5(*MODEL_CODE)}
     figures = evaluation(json.loads(METRICS_PATH.read_text()))
@@ -63,7 +64,7 @@ def main() -> None:
     except MlflowException:
         run_id = new_run_for_restored_model(params, trained_in=run_id)
 
-    with tracking.marked_run(run_id=run_id):
+    with marked_run(run_id=run_id):
         mlflow.log_metrics(figures)
         mlflow.log_artifact(str(METRICS_PATH))
         for plot in PLOTS:
@@ -98,7 +99,7 @@ def evaluation(metrics: dict) -> dict[str, float]:
         "test_loss": test["loss"],
         "test_picture_accuracy": test["picture_accuracy"],
     }
-    # Whole written numbers read right, per set of the benchmark (pipeline/numbers.py).
+    # Whole written numbers read right, per set of the benchmark (synthetic/numbers.py).
     figures |= {f"numbers_{name}": right for name, right in metrics["numbers"].items()}
     # The held-out corrections from the app, when there are any (preprocess).
     if metrics["feedback"]["accuracy"] is not None:
@@ -163,10 +164,10 @@ def new_run_for_restored_model(params: dict, trained_in: str) -> str:
     """A run in this store for a model DVC restored from its cache (trained elsewhere)."""
     import mlflow
 
-    from pipeline import tracking
+    from core.runs import training_params
 
     with mlflow.start_run() as run:
-        mlflow.log_params(tracking.training_params(params))
+        mlflow.log_params(training_params(params))
         mlflow.set_tags({"restored_from_dvc_cache": "true", "trained_in_run": trained_in})
     print(
         f"register: training run {trained_in} is not in this store; created run {run.info.run_id}"
@@ -175,7 +176,6 @@ def new_run_for_restored_model(params: dict, trained_in: str) -> str:
 
 
 if __name__ == "__main__":
-    from pipeline.tracking import errors_in_one_line
+    from core.errors import command
 
-    with errors_in_one_line():
-        main()
+    command(main)

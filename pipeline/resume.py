@@ -5,9 +5,9 @@ optimiser state, the history so far, the seconds spent and the MLflow run. The f
 outside DVC's outputs (DVC deletes those before it runs a stage) and ignored by git.
 
 A backup belongs to a fingerprint of everything that decides the run: the training
-parameters, the data and the pipeline's code. `train` with the same fingerprint resumes
-from the backup, in the same MLflow run; with any other, it throws the backup away and
-starts afresh. A run that finishes deletes its backup.
+parameters, the data and the training code (train.py, model.py). `train` with the same
+fingerprint resumes from the backup, in the same MLflow run; with any other, it throws the
+backup away and starts afresh. A run that finishes deletes its backup.
 
 Resuming gives the run that never stopped only because each epoch's batches depend on
 the seed and the epoch's number alone (pipeline/train.py).
@@ -21,12 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.paths import BACKUP_DIR, written_whole
+from core.paths import BACKUP_DIR, written_whole
 
 if TYPE_CHECKING:
     import keras
 
-STATE_PATH = BACKUP_DIR / "state.json"
+# The code that decides what an epoch makes: a change to another module keeps the backup.
+TRAINING_CODE = [Path(__file__).with_name(name) for name in ("train.py", "model.py")]
+
+
+def state_path() -> Path:
+    return BACKUP_DIR / "state.json"
 
 
 @dataclass
@@ -45,10 +50,10 @@ class Backup:
 
 
 def fingerprint(settings: dict) -> str:
-    """A digest of the settings given (parameters, data checksums) and of the pipeline's
+    """A digest of the settings given (parameters, data checksums) and of the training
     code: a change to any of them makes a backup useless."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for module in sorted(Path(__file__).parent.glob("*.py")):
+    for module in TRAINING_CODE:
         digest.update(module.read_bytes())
     return digest.hexdigest()
 
@@ -57,7 +62,7 @@ def load(fingerprint: str) -> Backup | None:
     """The backup of a stopped run with this fingerprint. Any other backup, or one that
     cannot be read, is deleted, and None returned."""
     try:
-        backup = Backup(**json.loads(STATE_PATH.read_text()))
+        backup = Backup(**json.loads(state_path().read_text()))
     except (OSError, ValueError, TypeError):
         backup = None
     if backup is None or backup.fingerprint != fingerprint or not backup.model_path.is_file():
@@ -75,7 +80,7 @@ def save(model: "keras.Model", backup: Backup) -> None:
     the two leaves the previous epoch's backup, which is still good."""
     with written_whole(backup.model_path) as path:
         model.save(path)
-    with written_whole(STATE_PATH) as path:
+    with written_whole(state_path()) as path:
         path.write_text(json.dumps(backup.__dict__) + "\n")
     for older in BACKUP_DIR.glob("epoch-*.keras"):
         if older != backup.model_path:

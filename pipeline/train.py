@@ -16,15 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.params import load_params
-from pipeline.paths import (
-    MODEL_PATH,
-    PIECES_PATH,
-    PREPARED_DIR,
-    REPORTS_DIR,
-    RUN_PATH,
-    written_whole,
-)
+from core.params import load_params
+from core.paths import MODEL_PATH, PIECES_PATH, PREPARED_DIR, REPORTS_DIR, RUN_PATH, written_whole
 
 SPLITS = [PREPARED_DIR / "train.npz", PREPARED_DIR / "val.npz", PIECES_PATH]  # what it reads
 
@@ -122,8 +115,8 @@ def fit(train, val, p: dict, callbacks: list, resume_from: Path | None = None):
     """
     import keras
 
+    from core.runs import SignalsRecorded
     from pipeline.model import build_model
-    from pipeline.tracking import SignalsRecorded
 
     # Mixed precision computes in bfloat16 and keeps float32 weights: up to 2x faster on
     # CPUs with native bfloat16, slower where it is emulated, so off by default
@@ -193,10 +186,12 @@ def main() -> None:
     import mlflow
     import numpy as np
 
-    from pipeline import plots, resume, tracking
+    from core.runs import marked_run, run_exists, training_params
+    from core.store import use_store
+    from pipeline import plots, resume
 
     train, val, pieces = (np.load(path) for path in SPLITS)
-    run_params = tracking.training_params(params)
+    run_params = training_params(params)
     run_params |= {f"data.{path.stem}_sha256": file_sha256(path) for path in SPLITS}
     run_params |= {"data.train_images": len(train["y"]), "data.val_images": len(val["y"])}
     run_params["data.pieces_images"] = len(pieces["y"])
@@ -204,12 +199,12 @@ def main() -> None:
     run_params["data.feedback_digits"] = int(train["feedback_digits"])
     run_params["data.feedback_digest"] = str(train["feedback_digest"])[:20]
     experiment = params["mlflow"]["experiment"]
-    tracking.use_store(experiment)
+    use_store(experiment)
     fingerprint = resume.fingerprint(run_params | {"experiment": experiment})
     backup = resume.load(fingerprint)
-    if backup and not tracking.run_exists(backup.run_id):  # kept while using another store
+    if backup and not run_exists(backup.run_id):  # kept while using another store
         backup = None
-    with tracking.marked_run(run_id=backup.run_id if backup else None) as run:
+    with marked_run(run_id=backup.run_id if backup else None) as run:
         if backup:
             print(f"train: resuming MLflow run {backup.run_id} after epoch {backup.epochs}")
             mlflow.set_tag("resumed_after_epoch", backup.epochs)
@@ -273,7 +268,6 @@ def write_history(history: dict[str, list[float]], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    from pipeline.tracking import errors_in_one_line
+    from core.errors import command
 
-    with errors_in_one_line():
-        main()
+    command(main)

@@ -1,1 +1,1 @@
-"""The registered model's picture-to-digits code, and the HTTP endpoint that serves it."""
+"""The HTTP endpoints that serve the registered model, and the client that calls them."""

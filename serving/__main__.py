@@ -9,8 +9,6 @@ the endpoint answers /ping; Ctrl+C stops it.
 """
 
 import argparse
-import signal
-import sys
 
 
 def main() -> None:
@@ -28,36 +26,28 @@ def main() -> None:
     if args.workers < 1:
         parser.error(f"--workers must be 1 or more, not {args.workers}")
 
-    from pipeline import tracking
-    from pipeline.promote import alias_uri
+    from core.errors import UserError
+    from core.registry import alias_uri, check_model
+    from core.store import use_store
     from serving import server
-    from serving.contract import EndpointError, wait_until_ready
+    from serving.client import wait_until_ready
 
     model_uri = args.model_uri or alias_uri()
-    tracking.use_store()
-    try:
-        tracking.check_model(model_uri)  # fail here, clearly, not inside MLflow
-    except LookupError as error:
-        raise SystemExit(f"error: {error}") from None
-    # Stop the server with us, on Ctrl+C as on `kill`.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    use_store()
+    check_model(model_uri)  # fail here, clearly, not inside MLflow
     process = server.start(model_uri, args.host, args.port, args.workers)
     url = f"http://{args.host}:{args.port}"
-    try:
+    try:  # the server stops with us: on Ctrl+C, on SIGTERM, and on an error
         wait_until_ready(url, running=lambda: process.poll() is None)
         print(f"serving {model_uri} at {url}/invocations", flush=True)
-        process.wait()
-    except EndpointError as error:
-        raise SystemExit(f"error: {error}") from None
-    except KeyboardInterrupt:
-        pass
+        code = process.wait()
+        raise UserError(f"the model server stopped by itself (exit {code})")
     finally:
         process.terminate()
         process.wait()
 
 
 if __name__ == "__main__":
-    from pipeline.tracking import errors_in_one_line
+    from core.errors import command
 
-    with errors_in_one_line():
-        main()
+    command(main, left_whole="the model server is stopped")

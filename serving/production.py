@@ -34,11 +34,14 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import UserError
+from core.paths import ROOT
+
+MAX_REQUEST_BYTES = 16_000_000  # per request body: what nginx lets through (--max-body)
 NGINX_CONFIG = """\
 # Written by python -m serving.production, and again at each switch of model version.
 daemon off;
@@ -150,8 +153,8 @@ class ModelServer:
     def wait_ready(self) -> None:
         """Return once it has read a warm-up picture (which also traces the network, so
         that no user's request is the slow first one); EndpointError if it does not."""
-        from serving.contract import read_endpoint, wait_until_ready
-        from serving.package import EXAMPLE
+        from core.packaging import EXAMPLE
+        from serving.client import read_endpoint, wait_until_ready
 
         wait_until_ready(self.url, timeout=300, running=self.alive)
         read_endpoint(self.url, [EXAMPLE.read_bytes()])
@@ -236,7 +239,7 @@ class Nginx:
         self.config.write_text(text)
         check = subprocess.run(self.command("-t", "-q"), capture_output=True, text=True)
         if check.returncode != 0:
-            raise SystemExit(f"error: nginx refused {self.config}: {check.stderr.strip()}")
+            raise UserError(f"nginx refused {self.config}: {check.stderr.strip()}")
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.command(), start_new_session=True)
@@ -339,7 +342,7 @@ class BlueGreen:
 
     def switch(self, version: str) -> None:
         """Start the version beside the current one, point nginx at it, stop the old one."""
-        from serving.contract import EndpointError
+        from serving.client import EndpointError
 
         log(
             f"{self.name}@{self.alias} is version {version}: starting it beside version "
@@ -367,7 +370,7 @@ class BlueGreen:
     def restart_dead_servers(self) -> None:
         """Start each dead server of the current version again, alone, on its port:
         nginx's config stays as it is, and the others keep serving meanwhile."""
-        from serving.contract import EndpointError
+        from serving.client import EndpointError
 
         servers = self.current.servers
         dead = [s for s in servers if not s.alive() and s.retry_at <= time.monotonic()]
@@ -442,8 +445,6 @@ class BlueGreen:
 
 
 def main() -> None:
-    from serving.contract import MAX_REQUEST_BYTES
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alias", default="champion", help="the alias to serve (champion)")
     parser.add_argument("--host", default="127.0.0.1")
@@ -462,31 +463,27 @@ def main() -> None:
     parser.add_argument(
         "--home",
         type=Path,
-        default=Path("production"),
-        help="nginx's config, logs and buffers (./production)",
+        default=ROOT / "production",
+        help="nginx's config, logs and buffers (production/ of the clone)",
     )
     args = parser.parse_args()
     if args.workers < 1:
         parser.error(f"--workers must be 1 or more, not {args.workers}")
     if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
-        raise SystemExit("error: nginx is not installed: apt install nginx-light")
+        raise UserError("nginx is not installed: apt install nginx-light")
 
-    from pipeline import tracking
-    from pipeline.promote import model_name
-    from serving.contract import EndpointError, wait_until_ready
+    from core.registry import check_model, model_name
+    from core.store import use_store
+    from serving.client import wait_until_ready
 
-    tracking.use_store()
+    use_store()
     name = model_name()
-    try:
-        tracking.check_model(f"models:/{name}@{args.alias}")  # says what fixes it
-    except LookupError as error:
-        raise SystemExit(f"error: {error}") from None
+    check_model(f"models:/{name}@{args.alias}")  # says what fixes it
     version = alias_version(name, args.alias)
     args.home = args.home.resolve()
     (args.home / "tmp").mkdir(parents=True, exist_ok=True)
     endpoint = BlueGreen(name, args.alias, args)
     url = f"http://{args.host}:{args.port}"
-    stopped_by = None
     try:
         endpoint.start(version)
         wait_until_ready(url, timeout=30, running=endpoint.nginx.alive)
@@ -495,26 +492,14 @@ def main() -> None:
             f"access log {args.home}/access.log"
         )
         endpoint.follow()
-    except EndpointError as error:
-        raise SystemExit(f"error: {error}") from None
-    except (KeyboardInterrupt, tracking.Stopped) as stop:
-        stopped_by = stop
     finally:
         # A second Ctrl+C or SIGTERM must not cut this short and leave servers running.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         endpoint.stop()
-    if stopped_by:
-        print(
-            f"stopped by {tracking.stop_reason(stopped_by)}: nginx and every model server "
-            "of the endpoint are stopped",
-            file=sys.stderr,
-        )
-        raise SystemExit(130 if isinstance(stopped_by, KeyboardInterrupt) else 143)
 
 
 if __name__ == "__main__":
-    from pipeline.tracking import errors_in_one_line
+    from core.errors import command
 
-    with errors_in_one_line():
-        main()
+    command(main, left_whole="nginx and every model server of the endpoint are stopped")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 def start(model_uri: str, host: str, port: int, workers: int, **popen) -> subprocess.Popen:
     """Start the server; `popen` goes to subprocess.Popen (output, session)."""
-    from pipeline import tracking
+    from core.store import tracking_uri
 
     bin_dir = Path(sys.executable).parent  # uvicorn must be on PATH for mlflow
     env = dict(
         os.environ,
-        MLFLOW_TRACKING_URI=tracking.tracking_uri(),
+        MLFLOW_TRACKING_URI=tracking_uri(),
         PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     command = [str(bin_dir / "mlflow"), "models", "serve", "--model-uri", model_uri]

@@ -25,10 +25,12 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from core.errors import UserError, command
+
 ADMIN = "admin"
 
 
-class ServerError(Exception):
+class ServerError(UserError):
     pass
 
 
@@ -124,12 +126,9 @@ def main() -> None:
     parser.add_argument("mlflow_args", nargs="*", help="after --: more `mlflow server` options")
     args = parser.parse_args()
     if not args.database:
-        raise SystemExit("error: give --database postgresql://... or set MLFLOW_BACKEND_STORE_URI")
+        raise UserError("give --database postgresql://... or set MLFLOW_BACKEND_STORE_URI")
 
-    try:
-        create_database(args.database)
-    except ServerError as error:
-        raise SystemExit(f"error: {error}") from None
+    create_database(args.database)
     env = dict(os.environ, **prepare_home(args.home.resolve(), args.database))
 
     uri = client_uri(args.host, args.port)
@@ -139,7 +138,7 @@ def main() -> None:
         "MLFLOW_TRACKING_PASSWORD=<password>",
         flush=True,
     )
-    command = [
+    server = [
         "mlflow", "server",
         "--app-name", "basic-auth",
         "--backend-store-uri", args.database,
@@ -149,8 +148,8 @@ def main() -> None:
         "--workers", str(args.workers),
         *args.mlflow_args,
     ]  # fmt: skip
-    os.execvpe(command[0], command, env)
+    os.execvpe(server[0], server, env)
 
 
 if __name__ == "__main__":
-    main()
+    command(main)

@@ -17,7 +17,8 @@ import getpass
 import sys
 import warnings
 
-from pipeline.params import load_params
+from core.errors import UserError, command
+from core.params import load_params
 
 
 def read_password(user: str) -> str:
@@ -51,16 +52,14 @@ def main() -> None:
     params = load_params()
     password = read_password(args.user)
     if not password:
-        raise SystemExit("error: the password is empty")
+        raise UserError("the password is empty")
 
-    from pipeline import tracking
+    from core.store import tracking_uri, use_store
 
-    uri = tracking.tracking_uri()
+    uri = tracking_uri()
     if not uri.startswith(("http://", "https://")):
-        raise SystemExit(
-            "error: set MLFLOW_TRACKING_URI to the team's server (python -m team.server)"
-        )
-    tracking.use_store()
+        raise UserError("set MLFLOW_TRACKING_URI to the team's server (python -m team.server)")
+    use_store()
     from mlflow.exceptions import MlflowException
 
     with warnings.catch_warnings():  # Starlette's deprecation notice, from MLflow's server
@@ -72,9 +71,9 @@ def main() -> None:
         auth.create_user(args.user, password)
     except MlflowException as error:
         if error.error_code == "RESOURCE_ALREADY_EXISTS":
-            raise SystemExit(f"error: {args.user} is a user of {uri} already") from None
+            raise UserError(f"{args.user} is a user of {uri} already") from None
         if error.error_code == "INVALID_PARAMETER_VALUE":  # a password too short, ...
-            raise SystemExit(f"error: {error.message}") from None
+            raise UserError(error.message) from None
         raise
     if args.editor:
         make_editor(auth, args.user, params["mlflow"]["experiment"], params["mlflow"]["model_name"])
@@ -83,7 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from pipeline.tracking import errors_in_one_line
-
-    with errors_in_one_line():
-        main()
+    command(main)

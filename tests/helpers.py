@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving.contract import EndpointError, wait_until_ready
+from serving.client import EndpointError, wait_until_ready
 from serving.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,15 +146,15 @@ def serve(work: Path, *args: str, **env: str) -> Iterator[Server]:
 
 def drawn_corrections(folder: Path, count: int, seed: int = 0) -> None:
     """`count` corrections as the drawing app saves them (pipeline/feedback.py), one per
-    drawing: digits 0-9 in turn, drawn with a pen (pipeline/numbers.py) and normalised as
+    drawing: digits 0-9 in turn, drawn with a pen (synthetic/numbers.py) and normalised as
     the registered model normalises them; every third one had been misread."""
     import numpy as np
     from PIL import Image
 
-    from pipeline import feedback
-    from pipeline.numbers import pen_digit
-    from serving.contract import encode, png
-    from serving.normalize import candidates
+    from core import feedback
+    from digit_reader.contract import encode, png
+    from digit_reader.normalize import candidates
+    from synthetic.numbers import pen_digit
 
     rng = np.random.default_rng(seed)
     for i in range(count):

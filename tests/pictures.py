@@ -7,7 +7,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from pipeline.numbers import PEN_DIGITS
+from synthetic.numbers import PEN_DIGITS
+from synthetic.pen import pen_line
 
 # Digits as strokes in a unit box (x right, y down); each inner list is one pen stroke.
 # The 4 and 5 of the benchmark are drawn in two strokes that do not touch.
@@ -36,10 +37,7 @@ def drawing(
         box_width = 0.1 * high if digit == "1" else 0.6 * high
         for stroke in SHAPES[digit]:
             points = [(left + x * box_width, y0 + y * high) for x, y in stroke]
-            draw.line(points, fill=ink, width=width, joint="curve")
-            for x, y in (points[0], points[-1]):
-                r = width / 2
-                draw.ellipse((x - r, y - r, x + r, y + r), fill=ink)
+            pen_line(draw, points, width, ink)
     return image
 
 

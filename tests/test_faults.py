@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipeline.paths import written_whole
+from core.paths import written_whole
 
 from helpers import MODEL_NAME, REPO, free_port, run_stage, stage_env, store, write_params
 
@@ -139,7 +139,7 @@ def test_a_backup_made_with_other_parameters_is_thrown_away(tmp_path, monkeypatc
 
     from pipeline import resume
 
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(resume, "BACKUP_DIR", tmp_path / "train-backup")
     fingerprint = resume.fingerprint({"train.epochs": 4, "data.train_sha256": "abc"})
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="adadelta", loss="mse")
@@ -147,7 +147,7 @@ def test_a_backup_made_with_other_parameters_is_thrown_away(tmp_path, monkeypatc
         resume.save(model, resume.Backup(fingerprint, "run-1", epochs=1, history={}, seconds=9))
         assert resume.load(fingerprint).run_id == "run-1"
         assert resume.load(resume.fingerprint(changed)) is None
-        assert not Path("train-backup").exists()
+        assert not (tmp_path / "train-backup").exists()
 
 
 def test_a_model_that_cannot_be_written_fails_the_run_in_one_line(folder):
@@ -186,7 +186,7 @@ def test_a_file_is_replaced_only_once_written_whole(tmp_path):
 def broken(work, tmp_path_factory) -> Path:
     """A store of its own holding the network of the tests' champion three times:
     version 1 (champion) and 2 whole, version 3 with its network file cut in half."""
-    from serving.package import model_arguments
+    from core.packaging import model_arguments
 
     folder = tmp_path_factory.mktemp("broken")
     mlflow.set_tracking_uri(store(work))

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import feedback
-from serving.contract import encode, png
+from core import feedback
+from digit_reader.contract import encode, png
 
 from helpers import REPO, stage_env
 
@@ -103,7 +103,7 @@ def test_a_name_that_is_not_there_is_one_line(folder):
 
 
 def test_a_save_cut_short_is_never_read(folder):
-    """A crash mid-save leaves a temporary file (pipeline.paths.written_whole): skipped."""
+    """A crash mid-save leaves a temporary file (core.paths.written_whole): skipped."""
     (folder / ".20261127-000000-cut-1.partial-99.json").write_text('{"label": 4, "read_')
     assert len(feedback.load_all(folder)) == 3
 
@@ -114,7 +114,7 @@ def test_two_windows_saving_at_once_lose_nothing(tmp_path):
         f"""
         import sys
         sys.path.insert(0, {str(REPO / "tests")!r})
-        from pipeline import feedback
+        from core import feedback
         from test_feedback import correction, drawing_png
         folder = feedback.Path({str(folder)!r})
         for i in range(40):

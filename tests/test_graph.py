@@ -3,7 +3,7 @@
 The modules a stage runs are found by reading the code: the stage's command names a
 module, and every `import` of a project module (at the top or inside a function) adds
 that module and what it imports in turn. A stage that packages the model
-(serving/package.py) also runs the model's own code, which MLflow loads from a file.
+(core/packaging.py) also runs the model's own code, which MLflow loads from a file.
 When a module is left out of a stage's deps, DVC would not re-run the stage when it
 changes: this test fails instead.
 """
@@ -13,14 +13,13 @@ import ast
 import pytest
 import yaml
 
-from pipeline import paths
-from serving.package import MODEL_CODE
+from core.packaging import MODEL_CODE, MODEL_PACKAGE
 
 from helpers import REPO
 
-PACKAGES = ("pipeline", "serving", "gui")
+PACKAGES = ("core", "digit_reader", "synthetic", "pipeline", "serving", "gui", "team")
 # Code that a module runs without importing it: the model from code that package.py logs.
-RUNS_FROM_FILE = {"serving/package.py": ["serving/digit_model.py"]}
+RUNS_FROM_FILE = {"core/packaging.py": ["digit_reader/digit_model.py"]}
 
 
 def module_file(name: str) -> str | None:
@@ -88,24 +87,36 @@ def test_a_stage_that_leaves_out_an_import_fails():
     made_up = {"cmd": "python -m pipeline.register", "deps": ["pipeline/register.py"]}
     errors = dependency_errors(made_up)
     assert "missing pipeline/promote.py" in errors  # imported at the top
-    assert "missing pipeline/tracking.py" in errors  # imported inside main()
-    assert "missing serving/digit_model.py" in errors  # run by MLflow from its file
+    assert "missing core/store.py" in errors  # imported inside main()
+    assert "missing digit_reader/digit_model.py" in errors  # run by MLflow from its file
     made_up["deps"].append("pipeline/fetch.py")
     assert "not run: pipeline/fetch.py" in dependency_errors(made_up)
 
 
-def test_the_model_identity_covers_the_code_it_runs():
-    """register tells versions apart by the md5 of MODEL_CODE: all of the model's code."""
+def test_the_model_identity_covers_the_code_it_runs_and_ships():
+    """register tells versions apart by the md5 of MODEL_CODE: all of the model's code,
+    which is all of digit_reader/ (what a version ships) and the packaging."""
     model_code = {str(path.relative_to(REPO)) for path in MODEL_CODE}
-    assert model_code == files_run_by("serving/package.py")
+    shipped = {str(path.relative_to(REPO)) for path in MODEL_PACKAGE.glob("*.py")}
+    assert model_code == files_run_by("core/packaging.py") | shipped
 
 
-def test_the_stages_read_and_write_the_paths_of_pipeline_paths():
-    named = set()
-    for stage in STAGES.values():
-        for key in ("deps", "outs", "metrics", "plots"):
-            for entry in stage.get(key, []):
-                named.add(next(iter(entry)) if isinstance(entry, dict) else entry)
-    for path in (paths.RAW_DIR, paths.PREPARED_DIR, paths.MODEL_PATH, paths.RUN_PATH):
-        assert str(path) in named
-    assert str(paths.METRICS_PATH) in named
+def package_imports() -> dict[str, set[str]]:
+    """Each top-level package of the project, and the others that its modules import."""
+    graph = {package: set() for package in PACKAGES + ("bench", "tests")}
+    for package in graph:
+        for file in (REPO / package).glob("*.py"):
+            for imported in imported_files(file.read_text()):
+                graph[package].add(imported.split("/")[0])
+        graph[package].discard(package)
+    return graph
+
+
+def test_no_two_packages_import_each_other():
+    graph = package_imports()
+    pairs = [(a, b) for a in graph for b in graph[a] if a in graph.get(b, set())]
+    assert pairs == []
+    # The model's own code stands alone: a version loads with nothing else of ours.
+    assert graph["digit_reader"] == set()
+    assert graph["core"] <= {"digit_reader"}
+

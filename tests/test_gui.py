@@ -16,11 +16,11 @@ import pytest
 from PIL import Image, ImageGrab
 from scipy import ndimage
 
+from core import feedback
+from digit_reader.contract import read_model
 from gui.app import App
 from gui.readers import Endpoint, LocalModel
-from pipeline import feedback
-from pipeline.numbers import PEN_DIGITS
-from serving.contract import read_model
+from synthetic.numbers import PEN_DIGITS
 
 from helpers import MODEL_NAME, free_port, serve, stage_env, store
 from pictures import photo

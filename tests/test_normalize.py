@@ -13,10 +13,10 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from pipeline.numbers import make_sets, score
+from digit_reader.normalize import candidates
+from digit_reader.reading import find_digits
 from pipeline.preprocess import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from serving.normalize import candidates
-from serving.reading import find_digits
+from synthetic.numbers import make_sets, score
 
 from pictures import drawing, photo
 
@@ -185,7 +185,7 @@ def test_specks_are_left_out(classify):
 
 
 def test_most_written_numbers_of_the_benchmark_are_read_right(mnist_test, classify):
-    """A sample of the numbers benchmark (pipeline/numbers.py): MNIST test digits of
+    """A sample of the numbers benchmark (synthetic/numbers.py): MNIST test digits of
     mixed sizes on one line, spacing from wide to touching, and digits drawn as pen
     strokes. Read with the small champion trained in the tests (about 96.5%), most whole
     numbers come out right, and the count of digits nearly always does: 4-8 misses in 100
@@ -264,7 +264,7 @@ def written_fast(images: np.ndarray, indices: list[int], overlap: float) -> Imag
     """MNIST test digits written as fast writing joins them (the benchmark's touching set):
     each slid left until its ink touches the one before, then on into it by overlap of
     its height, 120 pixels tall, on one line."""
-    from pipeline.numbers import compose_touching, mnist_digit, picture_of
+    from synthetic.numbers import compose_touching, mnist_digit, picture_of
 
     inks = [mnist_digit(images[i], 120) for i in indices]
     ink, _ = compose_touching(inks, 120, (overlap, overlap), 0.0, np.random.default_rng(1))

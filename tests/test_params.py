@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from pipeline.params import ParamsError, validate
+from core.params import ParamsError, validate
 
 from helpers import REPO, run_stage, write_params
 

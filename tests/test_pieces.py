@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from pipeline.numbers import compose_touching, mnist_digit, picture_of
+from digit_reader.normalize import NOT_A_DIGIT, candidates
 from pipeline.pieces import make_pieces, pieces_of
 from pipeline.preprocess import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from serving.normalize import NOT_A_DIGIT, candidates
+from synthetic.numbers import compose_touching, mnist_digit, picture_of
 
 from helpers import run_stage, write_params
 

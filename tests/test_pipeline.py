@@ -20,8 +20,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline import feedback
-from pipeline.paths import (
+from core import feedback
+from core.paths import (
     FEEDBACK_DIR,
     METRICS_PATH,
     MODEL_PATH,
@@ -29,7 +29,7 @@ from pipeline.paths import (
     PREPARED_DIR,
     REPORTS_DIR,
 )
-from serving.contract import png, read_model
+from digit_reader.contract import png, read_model
 
 from helpers import MODEL_NAME, drawn_corrections, project_copy, set_params, sh, stage_env
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.paths import save_arrays
+from core.paths import save_arrays
 from pipeline.preprocess import split
 
 from helpers import run_stage, write_params

@@ -22,13 +22,8 @@ import mlflow
 import psutil
 import pytest
 
-from serving.contract import (
-    EndpointError,
-    png,
-    post,
-    read_model,
-    request_body,
-)
+from digit_reader.contract import png, read_model
+from serving.client import EndpointError, post, request_body
 
 from helpers import MODEL_NAME, free_port, stage_env, store
 

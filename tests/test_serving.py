@@ -6,8 +6,11 @@ endpoint is started on @champion after the poor one is promoted by force.
 """
 
 import base64
+import contextlib
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,18 +20,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.preprocess import IMAGES_MAGIC, read_idx
-from serving.contract import (
+from digit_reader.contract import (
     MAX_BATCH,
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
     encode,
     png,
-    post,
-    read_endpoint,
     read_model,
-    request_body,
 )
+from pipeline.preprocess import IMAGES_MAGIC, read_idx
+from serving.client import EndpointError, post, read_endpoint, request_body, wait_until_ready
 
 from helpers import MODEL_NAME, free_port, serve, stage_env, store
 
@@ -296,3 +297,58 @@ def test_the_client_names_a_missing_endpoint(work, test_digits):
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: no endpoint answers at {url} (")
     assert result.stderr.strip().endswith("start one with `python -m serving`")
+
+
+def test_a_version_ships_the_model_code_only(work, client):
+    """code/ of a version holds digit_reader/ and nothing else of ours (no endpoints, no
+    nginx template), and the version's code_md5 covers all of it."""
+    from core.packaging import MODEL_CODE, MODEL_PACKAGE
+    from pipeline.register import md5
+
+    files = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/1", dst_path=str(work / "v1")))
+    assert [folder.name for folder in (files / "code").iterdir()] == ["digit_reader"]
+    shipped = {path.name for path in (files / "code" / "digit_reader").glob("*.py")}
+    assert shipped == {path.name for path in MODEL_PACKAGE.glob("*.py")}
+    assert version(client, "1").tags["code_md5"] == md5(*MODEL_CODE)
+
+
+def test_commands_work_from_a_subfolder(work):
+    """No MLFLOW_TRACKING_URI: the store and params.yaml are found at the root above."""
+    folder = work / "some" / "folder"
+    folder.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.promote"],
+        cwd=folder,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split()[:2] == ["version", "test"]
+    assert "champion" in result.stdout
+    assert not (folder / "mlflow.db").exists()
+
+
+def test_sigterm_stops_the_server_with_exit_143(work):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--port", str(port), "--model-uri", f"models:/{MODEL_NAME}/1"],
+        cwd=work,
+        env=stage_env(MLFLOW_TRACKING_URI=store(work)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, running=lambda: process.poll() is None)
+        process.send_signal(signal.SIGTERM)  # to our process only, as `kill PID` does
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 143
+        assert stderr.strip().splitlines()[-1] == "stopped by SIGTERM: the model server is stopped"
+        with pytest.raises(EndpointError):  # the mlflow server went with it
+            wait_until_ready(url, timeout=2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)

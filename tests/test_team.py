@@ -17,8 +17,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipeline.paths import MODEL_PATH
-from serving.contract import read_endpoint
+from core.paths import MODEL_PATH
+from serving.client import read_endpoint
 
 import team_services
 from helpers import (
@@ -122,9 +122,9 @@ def test_promote_serve_and_the_app_load_from_the_server(team, team_repo):
 
     # What the drawing app does when it starts (gui/readers.py), and one reading.
     app = (
-        "from gui.readers import LocalModel; from pipeline.promote import alias_uri\n"
+        "from gui.readers import LocalModel; from core.registry import alias_uri\n"
         "reader = LocalModel(alias_uri()); print(reader.load())\n"
-        "print(reader.read(open('serving/example.png', 'rb').read())['digits'])"
+        "print(reader.read(open('core/example.png', 'rb').read())['digits'])"
     )
     status, digits = sh(sys.executable, "-c", app, cwd=team_repo, **team.login()).splitlines()
     assert status == f"model {MODEL_NAME}@champion (version 1) from {team.url}, in process"

@@ -11,7 +11,7 @@ registered model.
 and, where a stroke is too wide for one digit (touching digits), the pieces between the
 cuts worth trying. Every run of neighbouring parts that could be one digit is a
 candidate, normalised to 28x28 (no network yet, so many pictures make one batch); which
-of them are the digits, the network and serving/reading.py decide.
+of them are the digits, the network and reading.py decide.
 """
 
 from dataclasses import dataclass, field

@@ -1,11 +1,15 @@
-"""Load params.yaml and reject bad values before any stage starts its work."""
+"""Load params.yaml, once per command, and reject bad values before any work starts."""
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from core.errors import UserError
+from core.paths import PARAMS_PATH, ROOT
 
 MNIST_TRAIN_SIZE = 60_000
 
@@ -65,8 +69,8 @@ SCHEMA: dict[str, dict[str, Rule]] = {
 }
 
 
-class ParamsError(ValueError):
-    pass
+class ParamsError(UserError, ValueError):
+    """A parameter file that cannot be used; the message names the value and what is allowed."""
 
 
 def validate(params: Any) -> dict:
@@ -112,14 +116,17 @@ def _check_cross_fields(params: dict) -> None:
         )
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
-    """Read and validate the parameters; exit with one clear line when they are bad."""
+@functools.cache
+def load_params(path: Path = PARAMS_PATH) -> dict:
+    """The validated parameters, read once per command (so all of it sees the same
+    values); ParamsError naming the file and what is wrong with it."""
+    name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     try:
         params = yaml.safe_load(Path(path).read_text())
         return validate(params)
     except OSError as error:
-        raise SystemExit(f"error: cannot read {path}: {error.strerror}") from None
+        raise ParamsError(f"cannot read {name}: {error.strerror}") from None
     except yaml.YAMLError as error:
-        raise SystemExit(f"error: {path} is not valid YAML: {error}") from None
+        raise ParamsError(f"{name} is not valid YAML: {error}") from None
     except ParamsError as error:
-        raise SystemExit(f"error: {path}: {error}") from None
+        raise ParamsError(f"{name}: {error}") from None

@@ -1,6 +1,6 @@
 """Read a picture's digits: of the ways to cut its ink into digits, the one that reads best.
 
-`serving/normalize.py` finds the candidates (every run of the ink's parts that could be
+`normalize.py` finds the candidates (every run of the ink's parts that could be
 one digit, normalised as MNIST's digits). `best_reading(page, probabilities)` takes the
 network's probabilities for them and keeps the partition of the parts into digits that
 reads best: the largest sum, over its digits, of the log-probability of the digit read
@@ -17,7 +17,7 @@ Ships inside the registered model, with normalize.py.
 import numpy as np
 from PIL import Image
 
-from serving.normalize import SMALL_HEIGHT, Digit, Page, candidates
+from digit_reader.normalize import SMALL_HEIGHT, Digit, Page, candidates
 
 # The prior of one digit, in log-probability units (tuned on bench/reading.py).
 WIDE_ASPECT, WIDE_COST = 1.4, 2.0  # wider than tall by more than this costs, per unit

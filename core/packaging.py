@@ -11,16 +11,17 @@ import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
 
-from serving.contract import COLUMN, encode
+import digit_reader
+from digit_reader.contract import COLUMN, encode
 
-SERVING_DIR = Path(__file__).resolve().parent
-# The code that decides what the model answers: its identity in the registry, and what
-# the evaluate and register stages of dvc.yaml depend on (tests/test_graph.py checks).
-MODEL_CODE = [
-    SERVING_DIR / name
-    for name in ("contract.py", "normalize.py", "reading.py", "digit_model.py", "package.py")
-]
-EXAMPLE = SERVING_DIR / "example.png"
+# What a version ships as its code (MLflow copies the folder into the version's
+# code/digit_reader): the model's own package and nothing else.
+MODEL_PACKAGE = Path(digit_reader.__file__).resolve().parent
+# The code that decides what the model answers: the package, and this file (the signature,
+# the pip requirements). Its md5 is the version's identity in the registry (code_md5); the
+# evaluate and register stages of dvc.yaml depend on it (tests/test_graph.py checks).
+MODEL_CODE = sorted(MODEL_PACKAGE.glob("*.py")) + [Path(__file__).resolve()]
+EXAMPLE = Path(__file__).resolve().parent / "example.png"
 
 BOX = Object(
     [Property(name, "long") for name in ("x", "y", "width", "height", "digit")]
@@ -46,9 +47,9 @@ def model_arguments(keras_path: Path) -> dict:
     import tensorflow as tf
 
     return {
-        "python_model": str(SERVING_DIR / "digit_model.py"),
+        "python_model": str(MODEL_PACKAGE / "digit_model.py"),
         "artifacts": {"keras_model": str(keras_path)},
-        "code_paths": [str(SERVING_DIR)],
+        "code_paths": [str(MODEL_PACKAGE)],
         "signature": SIGNATURE,
         "input_example": pd.DataFrame({COLUMN: [encode(EXAMPLE.read_bytes())]}),
         # Explicit: inferring them costs 10-15 s per log.

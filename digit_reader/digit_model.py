@@ -2,10 +2,10 @@
 
 An MLflow pyfunc logged from code ("models from code"): MLflow runs this file when the
 model loads, so nothing is unpickled. The trained Keras network is the artifact
-`keras_model`; the normalisation is serving/normalize.py, shipped with the model.
+`keras_model`; the normalisation (normalize.py) and the choice of the digits read
+(reading.py) ship with it, in this package.
 
-What it takes and answers, and its limits, are the client contract:
-serving/contract.py.
+What it takes and answers, and its limits: contract.py.
 """
 
 import base64
@@ -22,9 +22,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
-from serving.contract import COLUMN, MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode, png
-from serving.normalize import NOT_A_DIGIT, Digit, Page, candidates
-from serving.reading import best_reading
+from digit_reader.contract import COLUMN, MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode, png
+from digit_reader.normalize import NOT_A_DIGIT, Digit, Page, candidates
+from digit_reader.reading import best_reading
 
 
 class BadInput(MlflowException):

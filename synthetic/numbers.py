@@ -23,6 +23,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from synthetic.pen import pen_line
+
 Rng = np.random.Generator
 TOUCH_INK = 0.3  # ink this strong (0-1) joins strokes: digits touch where it meets
 
@@ -99,10 +101,7 @@ def pen_digit(digit: str, height: int, pen: float, rng: Rng) -> np.ndarray:
         points = np.array(stroke, dtype=float)
         points += rng.normal(0, 0.025, points.shape) + wobble
         xy = [((margin + x * width) * scale, (margin + y * height) * scale) for x, y in points]
-        draw.line(xy, fill=255, width=max(1, round(pen * scale)), joint="curve")
-        r = pen * scale / 2
-        for x, y in (xy[0], xy[-1]):
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
+        pen_line(draw, xy, pen * scale, ink=255)
     small = canvas.resize((size[0] // scale, size[1] // scale), Image.BOX)
     return _tight(np.asarray(small, dtype=np.float32) / 255)
 
@@ -168,7 +167,7 @@ class Style:
     inverted: float = 0.0  # share of numbers written light on dark
     jpeg: float = 0.0  # share of numbers saved as JPEG
     paper: bool = False  # grey, lined or unevenly lit paper, a little blur and noise
-    photo: bool = False  # a colour photo of a sheet on a table (pipeline/numbers.py: _photograph)
+    photo: bool = False  # a colour photo of a sheet on a table (synthetic/numbers.py: _photograph)
     # Fast writing: each digit slid left until its ink touches its neighbour's, then on
     # into it by this many digit heights (a tail under the next digit, loops crossing).
     touch: tuple[float, float] | None = None

@@ -1,0 +1,110 @@
+"""Where runs and models are kept: $MLFLOW_TRACKING_URI, or SQLite at the repository root.
+
+`use_store` checks a tracking server before any work starts and raises StoreError with
+one line saying what to fix; `explain` gives that line for the login, permission and
+connection errors MLflow raises later (core/errors.py prints it).
+"""
+
+import base64
+import os
+import urllib.error
+import urllib.request
+
+from core.errors import UserError
+from core.paths import STORE_ROOT
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{STORE_ROOT / 'mlflow.db'}"
+
+
+# MLflow's own defaults retry a failed request 7 times with a backoff factor of 2 and wait
+# 120 s for an answer: a server that is down hangs a command for minutes, without a word.
+# `check_server` answers that in seconds; these settings still let a long training run
+# ride out a short outage (3 retries after 1, 2 and 4 s). The user's own settings win.
+HTTP_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+CHECK_TIMEOUT = 5  # seconds the first request to a server may take
+
+
+class StoreError(UserError):
+    """The store cannot be used; the message says what to check."""
+
+
+def use_store(experiment: str | None = None) -> None:
+    """Point MLflow at the store and, when given, at the experiment (created if missing)."""
+    import mlflow
+
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        for name, value in HTTP_SETTINGS.items():
+            os.environ.setdefault(name, value)
+        check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    if experiment is None or mlflow.get_experiment_by_name(experiment):
+        pass
+    elif "MLFLOW_TRACKING_URI" in os.environ:
+        mlflow.create_experiment(experiment)  # the server decides where artifacts go
+    else:
+        mlflow.create_experiment(experiment, artifact_location=(STORE_ROOT / "mlruns").as_uri())
+    if experiment:
+        mlflow.set_experiment(experiment)
+
+
+def login_hint(uri: str) -> str:
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if not user or not os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        return f"{uri} asks for a login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    return (
+        f"{uri} refused the login of user '{user}': check MLFLOW_TRACKING_USERNAME "
+        "and MLFLOW_TRACKING_PASSWORD"
+    )
+
+
+def check_server(uri: str) -> None:
+    """One quick authenticated request to a tracking server; StoreError if it fails."""
+    request = urllib.request.Request(
+        f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
+    )
+    user, password = (os.environ.get(f"MLFLOW_TRACKING_{k}") for k in ("USERNAME", "PASSWORD"))
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        urllib.request.urlopen(request, timeout=CHECK_TIMEOUT).close()
+    except urllib.error.HTTPError as error:
+        if error.code == 401:
+            raise StoreError(login_hint(uri)) from None
+        raise StoreError(
+            f"{uri} answered {error.code} {error.reason} to an MLflow request: "
+            "is MLFLOW_TRACKING_URI the address of an MLflow tracking server?"
+        ) from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise StoreError(
+            f"cannot reach the tracking server {uri} ({reason}): check that it is running "
+            "and that MLFLOW_TRACKING_URI is right"
+        ) from None
+
+
+def explain(error: Exception) -> str | None:
+    """One line for a login, permission or connection error from MLflow, else None."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(error, MlflowException):
+        return None
+    uri = tracking_uri()
+    if error.error_code == "UNAUTHENTICATED":
+        return login_hint(uri)
+    if error.error_code == "PERMISSION_DENIED":
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME", "anonymous")
+        return (
+            f"user '{user}' may not do this on {uri} (permission denied): ask the server's "
+            "admin for EDIT permission (README, Team set-up)"
+        )
+    if "Max retries exceeded" in str(error):
+        return f"lost the tracking server {uri}: check that it is running, then run again"
+    return None

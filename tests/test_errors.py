@@ -1,0 +1,81 @@
+"""The one error rule of every command (core/errors.py), and commands that follow it."""
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from core.errors import UserError, command
+from core.params import ParamsError
+
+from helpers import REPO, stage_env
+
+
+@pytest.fixture(autouse=True)
+def sigterm_handler_kept():
+    """command() takes SIGTERM over, as a command should; give pytest its own back."""
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def fails(error: BaseException):
+    def main() -> None:
+        raise error
+
+    return main
+
+
+def test_a_user_error_is_one_line_and_exit_1():
+    with pytest.raises(SystemExit) as stop:
+        command(fails(ParamsError("train.epochs = 0 is invalid")))
+    assert stop.value.code == "error: train.epochs = 0 is invalid"  # printed, exit 1
+
+
+def test_a_file_that_cannot_be_written_is_one_line():
+    with pytest.raises(SystemExit) as stop:
+        command(fails(PermissionError(13, "Permission denied", "models/model.keras")))
+    assert stop.value.code == "error: models/model.keras: Permission denied"
+
+
+def test_a_bug_keeps_its_traceback():
+    with pytest.raises(KeyError):
+        command(fails(KeyError("keras_model")))
+    with pytest.raises(OSError):  # an OSError about no file is not the user's to fix
+        command(fails(ConnectionResetError(104, "Connection reset by peer")))
+
+
+def test_ctrl_c_exits_130(capsys):
+    with pytest.raises(SystemExit) as stop:
+        command(fails(KeyboardInterrupt()), left_whole="nothing was written")
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == "stopped by Ctrl+C: nothing was written\n"
+
+
+def test_every_library_error_is_a_user_error():
+    from core.feedback import FeedbackError
+    from core.store import StoreError
+    from pipeline.fetch import FetchError
+    from pipeline.preprocess import IdxError
+    from pipeline.promote import PromotionError
+    from serving.client import EndpointError
+
+    for error in (FeedbackError, StoreError, FetchError, IdxError, PromotionError, EndpointError):
+        assert issubclass(error, UserError)
+
+
+@pytest.mark.parametrize(
+    "module", ["pipeline.promote", "pipeline.feedback", "serving", "serving.client", "gui"]
+)
+def test_bad_usage_exits_2(module):
+    result = subprocess.run(
+        [sys.executable, "-m", module, "picture.png", "--no-such-option"],
+        cwd=REPO,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: ")
+    assert "Traceback" not in result.stderr
