@@ -26,6 +26,13 @@ def alias_uri(alias: str = CHAMPION) -> str:
     return f"models:/{model_name()}@{alias}"
 
 
+def parse(uri: str) -> tuple[str, str, str]:
+    """models:/NAME@ALIAS -> (NAME, ALIAS, ''); models:/NAME/3 -> (NAME, '', '3')."""
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    name, _, version = name.partition("/")
+    return name, alias, version
+
+
 def describe_model(uri: str) -> str:
     """'mnist-cnn@champion (version 3)' for a registry URI that names a version.
 
@@ -34,12 +41,8 @@ def describe_model(uri: str) -> str:
     version = registered_version(uri)
     if version is None:
         return uri
-    name, _, alias = uri.removeprefix("models:/").partition("@")
-    return (
-        f"{name}@{alias} (version {version})"
-        if alias
-        else f"{name.split('/')[0]} version {version}"
-    )
+    name, alias, _ = parse(uri)
+    return f"{name}@{alias} (version {version})" if alias else f"{name} version {version}"
 
 
 def registered_version(uri: str) -> str | None:
@@ -52,12 +55,11 @@ def registered_version(uri: str) -> str | None:
 
     if not uri.startswith("models:/"):
         return None
-    name, _, alias = uri.removeprefix("models:/").partition("@")
+    name, alias, version = parse(uri)
     client = mlflow.MlflowClient()
     try:
         if alias:
             return str(client.get_model_version_by_alias(name, alias).version)
-        name, _, version = name.partition("/")
         return str(client.get_model_version(name, version).version)
     except MlflowException:
         raise ModelMissing(
