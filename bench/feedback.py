@@ -126,8 +126,8 @@ def test_accuracy(keras_path: Path) -> float:
 
 def train_with(folder: Path, repeat: int) -> Path:
     """preprocess and train in folder, with its corrections repeated; the model's path."""
-    (folder / RAW_DIR).parent.mkdir(parents=True)
-    shutil.copytree(ROOT / RAW_DIR, folder / RAW_DIR)
+    (folder / RAW_DIR.relative_to(ROOT)).parent.mkdir(parents=True)
+    shutil.copytree(ROOT / RAW_DIR, folder / RAW_DIR.relative_to(ROOT))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["preprocess"]["feedback_repeat"] = repeat
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
@@ -139,7 +139,7 @@ def train_with(folder: Path, repeat: int) -> Path:
     )
     for stage in ("preprocess", "pieces", "train"):
         subprocess.run([sys.executable, "-m", f"pipeline.{stage}"], cwd=folder, env=env, check=True)
-    return folder / MODEL_PATH
+    return folder / MODEL_PATH.relative_to(ROOT)
 
 
 def main() -> None:
@@ -152,10 +152,12 @@ def main() -> None:
         with packaged_model(ROOT / MODEL_PATH) as model:
             before = read_right(model, measure)
             learned_before = read_right(model, learn)
-            saved = save_corrections(model, learn, folder / FEEDBACK_DIR)
+            saved = save_corrections(model, learn, folder / FEEDBACK_DIR.relative_to(ROOT))
         after_model = train_with(folder, args.repeat)
         # preprocess holds out preprocess.feedback_held_out of the drawings: the rest learn.
-        learned = int(np.load(folder / PREPARED_DIR / "train.npz")["feedback_digits"])
+        learned = int(
+            np.load(folder / PREPARED_DIR.relative_to(ROOT) / "train.npz")["feedback_digits"]
+        )
         with packaged_model(after_model) as model:
             after = read_right(model, measure)
         tests = test_accuracy(ROOT / MODEL_PATH), test_accuracy(after_model)

@@ -43,12 +43,13 @@ def stop_reason(error: BaseException) -> str:
 
 def one_line(error: Exception) -> str | None:
     """The line a user reads for an error they can fix, or None for a bug."""
+    from core.paths import shown
     from core.store import explain  # MLflow's errors, which need the store's address
 
     if isinstance(error, UserError):
         return str(error)
     if isinstance(error, OSError) and error.filename:
-        return f"{error.filename}: {error.strerror}"
+        return f"{shown(error.filename)}: {error.strerror}"
     return explain(error)
 
 

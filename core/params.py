@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from core.errors import UserError
-from core.paths import PARAMS_PATH, ROOT
+from core.paths import PARAMS_PATH, shown
 
 MNIST_TRAIN_SIZE = 60_000
 
@@ -120,7 +120,7 @@ def _check_cross_fields(params: dict) -> None:
 def load_params(path: Path = PARAMS_PATH) -> dict:
     """The validated parameters, read once per command (so all of it sees the same
     values); ParamsError naming the file and what is wrong with it."""
-    name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    name = shown(path)
     try:
         params = yaml.safe_load(Path(path).read_text())
         return validate(params)

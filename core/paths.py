@@ -34,6 +34,13 @@ def find_root(start: Path) -> Path:
 ROOT = find_root(Path.cwd().resolve())
 STORE_ROOT = Path(os.environ.get("DVC_ROOT") or ROOT).resolve()
 
+
+def shown(path: str | Path) -> str:
+    """A path as the user reads it in a message: relative to ROOT where it is inside."""
+    path = Path(path)
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
 RAW_DIR = ROOT / "data/raw"  # the MNIST files as downloaded (fetch)
 PREPARED_DIR = ROOT / "data/prepared"  # train, val, test and feedback .npz (preprocess)
 PIECES_PATH = ROOT / "data/pieces.npz"  # candidates cut from written numbers (pieces)

@@ -47,4 +47,3 @@ def read_model(model, pictures: list[bytes]) -> list[dict]:
         batch = [encode(picture) for picture in pictures[start : start + MAX_BATCH]]
         results += model.predict(pd.DataFrame({COLUMN: batch})).to_dict("records")
     return results
-

@@ -390,4 +390,3 @@ class App:
         if path:
             self.image.save(Path(path), "PNG")
             self.set_status(f"saved {path}")
-

@@ -1,9 +1,9 @@
 """List, export and remove the corrections made in the drawing app (core/feedback.py).
 
-    python -m pipeline.feedback                      # counts per digit and model version
-    python -m pipeline.feedback list                 # one line per correction, with its name
-    python -m pipeline.feedback export NAME FOLDER   # its digit and drawing, as PNG files
-    python -m pipeline.feedback remove NAME          # take one out
+python -m pipeline.feedback                      # counts per digit and model version
+python -m pipeline.feedback list                 # one line per correction, with its name
+python -m pipeline.feedback export NAME FOLDER   # its digit and drawing, as PNG files
+python -m pipeline.feedback remove NAME          # take one out
 """
 
 import argparse

@@ -119,4 +119,3 @@ def test_no_two_packages_import_each_other():
     # The model's own code stands alone: a version loads with nothing else of ours.
     assert graph["digit_reader"] == set()
     assert graph["core"] <= {"digit_reader"}
-

@@ -31,7 +31,7 @@ from core.paths import (
 )
 from digit_reader.contract import png, read_model
 
-from helpers import MODEL_NAME, drawn_corrections, project_copy, set_params, sh, stage_env
+from helpers import MODEL_NAME, drawn_corrections, in_clone, project_copy, set_params, sh, stage_env
 
 TINY = {
     "preprocess": {"val_size": 200, "train_subset": 1000},
@@ -48,7 +48,7 @@ def repo(tmp_path_factory) -> Path:
 def locked_model_md5(repo: Path) -> str:
     """The md5 that dvc.lock records for the trained model."""
     outs = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]["outs"]
-    return next(out["md5"] for out in outs if out["path"] == str(MODEL_PATH))
+    return next(out["md5"] for out in outs if out["path"] == str(in_clone(Path(), MODEL_PATH)))
 
 
 def example_picture(example) -> bytes:
@@ -65,7 +65,7 @@ def registry(repo: Path, uri: str | None = None) -> mlflow.MlflowClient:
 def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror))
 
-    metrics = json.loads((repo / METRICS_PATH).read_text())
+    metrics = json.loads((in_clone(repo, METRICS_PATH)).read_text())
     assert 0.5 < metrics["test"]["accuracy"] <= 1  # 1,000 images, 2 epochs: far above chance
     # Through the pictures-to-digits model, each test digit sent as a PNG: about the same
     # (a digit in several pieces is now and then read as two: docs/reading.md).
@@ -74,7 +74,7 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     assert all(0 <= right <= 1 for right in metrics["numbers"].values())
     assert set(metrics["per_class"]) == {str(d) for d in range(10)}
     for plot in ("confusion.png", "misclassified.png", "training_curves.png"):
-        assert (repo / REPORTS_DIR / plot).stat().st_size > 1000
+        assert (in_clone(repo, REPORTS_DIR) / plot).stat().st_size > 1000
 
     client = registry(repo)
     [version] = client.search_model_versions(f"name = '{MODEL_NAME}'")
@@ -96,7 +96,7 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     # The registered model loads by its registry URI and reads digits from pictures.
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
-    test = np.load(repo / PREPARED_DIR / "test.npz")
+    test = np.load(in_clone(repo, PREPARED_DIR) / "test.npz")
     results = read_model(model, [png(pixels) for pixels in test["x"][:200]])
     right = [r["digits"] == str(label) for r, label in zip(results, test["y"][:200], strict=True)]
     assert np.mean(right) > 0.5
@@ -127,7 +127,7 @@ def test_a_changed_evaluation_reaches_the_registered_version(repo):
     """The model is the same, its evaluation is not (evaluate or the numbers benchmark
     changed): register brings the version's tags and its run's metrics up to date, and
     back again."""
-    path = repo / METRICS_PATH
+    path = in_clone(repo, METRICS_PATH)
     written = path.read_text()
     metrics = json.loads(written)
     photo = 0.123 if metrics["numbers"]["photo"] != 0.123 else 0.456
@@ -175,8 +175,8 @@ def train_output(work: Path, tmp_path: Path, terminal: bool) -> str:
     import os
     import pty
 
-    shutil.copytree(work / PREPARED_DIR, tmp_path / PREPARED_DIR)
-    shutil.copy(work / PIECES_PATH, tmp_path / PIECES_PATH)
+    shutil.copytree(in_clone(work, PREPARED_DIR), in_clone(tmp_path, PREPARED_DIR))
+    shutil.copy(in_clone(work, PIECES_PATH), in_clone(tmp_path, PIECES_PATH))
     shutil.copy(work / "params.yaml", tmp_path)
     env = stage_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     command = [sys.executable, "-m", "pipeline.train"]
@@ -229,12 +229,14 @@ def test_a_second_repro_stops_at_the_lock_and_the_first_finishes(repo, mirror):
     assert second.returncode != 0
     assert "is busy, it is being blocked by" in second.stderr  # DVC's lock on the outputs
     assert "Running stage" not in second.stdout  # it did nothing
-    model_md5 = hashlib.md5((repo / MODEL_PATH).read_bytes()).hexdigest()
+    model_md5 = hashlib.md5((in_clone(repo, MODEL_PATH)).read_bytes()).hexdigest()
     assert locked_model_md5(repo) == model_md5  # the first one finished and recorded it
 
 
 def test_corrections_from_the_app_are_measured_and_learned_from_when_asked(repo, mirror):
-    drawn_corrections(repo / FEEDBACK_DIR, 50)  # 50 drawings: 15 held out (30%), 35 to learn
+    drawn_corrections(
+        in_clone(repo, FEEDBACK_DIR), 50
+    )  # 50 drawings: 15 held out (30%), 35 to learn
     # Each of the 35 joins the training split 3 times. (With the default, 0, the split
     # stays MNIST's: test_preprocess checks that it is then the same file.)
     set_params(repo, preprocess={"feedback_repeat": 3}, train={"epochs": 2})
@@ -243,7 +245,7 @@ def test_corrections_from_the_app_are_measured_and_learned_from_when_asked(repo,
     stages = ["preprocess", "pieces", "train", "evaluate", "register"]
     assert re.findall(r"Running stage '(\w+)'", out) == stages
     assert "50 corrected digits: 15 held out, 35 x 3 in the training split" in out
-    metrics = json.loads((repo / METRICS_PATH).read_text())
+    metrics = json.loads((in_clone(repo, METRICS_PATH)).read_text())
     assert metrics["feedback"]["digits"] == 15
     assert 0 < metrics["test"]["accuracy"] <= 1 and 0 <= metrics["feedback"]["accuracy"] <= 1
 
@@ -254,7 +256,7 @@ def test_corrections_from_the_app_are_measured_and_learned_from_when_asked(repo,
     run = client.get_run(newest.run_id)
     [learned] = run.inputs.dataset_inputs
     assert learned.dataset.name == "feedback"
-    assert learned.dataset.digest == feedback.digest(repo / FEEDBACK_DIR)[:20]
+    assert learned.dataset.digest == feedback.digest(in_clone(repo, FEEDBACK_DIR))[:20]
     assert json.loads(learned.dataset.profile)["features_shape"] == [35, 28, 28, 1]
     assert {tag.key: tag.value for tag in learned.tags}["corrections"] == "35"
     assert run.data.params["data.train_images"] == str(1000 + 35 * 3)

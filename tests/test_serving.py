@@ -305,7 +305,9 @@ def test_a_version_ships_the_model_code_only(work, client):
     from core.packaging import MODEL_CODE, MODEL_PACKAGE
     from pipeline.register import md5
 
-    files = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/1", dst_path=str(work / "v1")))
+    files = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/1", dst_path=str(work / "v1"))
+    )
     assert [folder.name for folder in (files / "code").iterdir()] == ["digit_reader"]
     shipped = {path.name for path in (files / "code" / "digit_reader").glob("*.py")}
     assert shipped == {path.name for path in MODEL_PACKAGE.glob("*.py")}
@@ -332,7 +334,15 @@ def test_commands_work_from_a_subfolder(work):
 def test_sigterm_stops_the_server_with_exit_143(work):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--port", str(port), "--model-uri", f"models:/{MODEL_NAME}/1"],
+        [
+            sys.executable,
+            "-m",
+            "serving",
+            "--port",
+            str(port),
+            "--model-uri",
+            f"models:/{MODEL_NAME}/1",
+        ],
         cwd=work,
         env=stage_env(MLFLOW_TRACKING_URI=store(work)),
         stdout=subprocess.DEVNULL,

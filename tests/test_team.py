@@ -17,15 +17,16 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from core.packaging import EXAMPLE as PACKAGED_EXAMPLE
 from core.paths import MODEL_PATH
 from serving.client import read_endpoint
 
 import team_services
 from helpers import (
     MODEL_NAME,
-    REPO,
     commit,
     free_port,
+    in_clone,
     project_copy,
     serve,
     set_params,
@@ -35,7 +36,7 @@ from helpers import (
 )
 from team_services import ADMIN_PASSWORD
 
-EXAMPLE = (REPO / "serving" / "example.png").read_bytes()  # "42"
+EXAMPLE = PACKAGED_EXAMPLE.read_bytes()  # "42"
 TINY = {
     "preprocess": {"val_size": 200, "train_subset": 1000},
     "pieces": {"numbers": 20},
@@ -174,7 +175,7 @@ def snapshot(client: mlflow.MlflowClient, repo: Path) -> tuple:
         sorted((run.info.run_id, run.info.status) for run in runs),
         sorted(version.version for version in versions),
         aliases,
-        (repo / MODEL_PATH).stat().st_mtime_ns,
+        (in_clone(repo, MODEL_PATH)).stat().st_mtime_ns,
     )
 
 
@@ -248,7 +249,9 @@ def test_a_fresh_clone_pulls_the_model_instead_of_training(team_repo, tmp_path):
         "make", "-o", ".venv/installed", "run", cwd=clone, MNIST_MIRROR=str(tmp_path / "no-mnist")
     )
     assert re.findall(r"Running stage '(\w+)'", out) == ["register"], out
-    assert (clone / MODEL_PATH).read_bytes() == (team_repo / MODEL_PATH).read_bytes()
+    assert (in_clone(clone, MODEL_PATH)).read_bytes() == (
+        in_clone(team_repo, MODEL_PATH)
+    ).read_bytes()
 
     local = mlflow.MlflowClient(tracking_uri=store(clone), registry_uri=store(clone))
     [version] = local.search_model_versions(f"name = '{MODEL_NAME}'")
@@ -277,7 +280,7 @@ def test_two_registers_racing_on_one_model_make_one_version(team, team_repo, cli
     outputs = [process.communicate(timeout=300) for process in registers]
     assert [process.returncode for process in registers] == [0, 0], outputs
 
-    model_md5 = hashlib.md5((racing / MODEL_PATH).read_bytes()).hexdigest()
+    model_md5 = hashlib.md5((in_clone(racing, MODEL_PATH)).read_bytes()).hexdigest()
     versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
     assert [v.tags["model_md5"] for v in versions].count(model_md5) == 1, outputs
 
