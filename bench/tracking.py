@@ -7,7 +7,7 @@ training metrics, test metrics) and --versions versions of the registered model,
 prints the time of `python -m pipeline.promote` (the listing; the whole command, and the
 listing alone in process) and of logging one run with 15 epochs of metrics the way
 `train` does (one request per epoch). The server is `python -m team.server` with its
-login, on a throwaway PostgreSQL cluster (tests/team_services.py), both on loopback.
+login, on a throwaway PostgreSQL cluster (team/local.py), both on loopback.
 """
 
 import argparse
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 from machine import cpu_name  # noqa: E402  (bench/machine.py)
 
@@ -28,8 +28,7 @@ from core.params import load_params  # noqa: E402
 from core.registry import model_name  # noqa: E402
 from core.runs import training_params  # noqa: E402
 from pipeline.promote import show_versions  # noqa: E402
-
-import team_services  # noqa: E402  (tests/team_services.py)
+from team import local  # noqa: E402
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -111,11 +110,11 @@ def main() -> None:
         rows.append(measure("SQLite (local file)", sqlite))
 
         with (
-            team_services.cluster() as database,
-            team_services.tracking_server(database, Path(folder) / "server") as url,
+            local.cluster() as database,
+            local.tracking_server(database, Path(folder) / "server") as url,
         ):
             team = {"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
-                    "MLFLOW_TRACKING_PASSWORD": team_services.ADMIN_PASSWORD}  # fmt: skip
+                    "MLFLOW_TRACKING_PASSWORD": local.ADMIN_PASSWORD}  # fmt: skip
             os.environ.update(team)
             mlflow.set_tracking_uri(url)
             started = time.perf_counter()

@@ -20,8 +20,9 @@ import pytest
 from core.packaging import EXAMPLE as PACKAGED_EXAMPLE
 from core.paths import MODEL_PATH
 from serving.client import read_endpoint
+from team import local
+from team.local import ADMIN_PASSWORD
 
-import team_services
 from helpers import (
     MODEL_NAME,
     commit,
@@ -34,7 +35,6 @@ from helpers import (
     stage_env,
     store,
 )
-from team_services import ADMIN_PASSWORD
 
 EXAMPLE = PACKAGED_EXAMPLE.read_bytes()  # "42"
 TINY = {
@@ -63,7 +63,7 @@ class Team:
 def team(tmp_path_factory) -> Iterator[Team]:
     """PostgreSQL in a folder of its own and `python -m team.server` on free loopback ports."""
     home = tmp_path_factory.mktemp("server")
-    with team_services.cluster() as database, team_services.tracking_server(database, home) as url:
+    with local.cluster() as database, local.tracking_server(database, home) as url:
         yield Team(url, home)
 
 
@@ -253,9 +253,9 @@ def test_a_fresh_clone_pulls_the_model_instead_of_training(team_repo, tmp_path):
         in_clone(team_repo, MODEL_PATH)
     ).read_bytes()
 
-    local = mlflow.MlflowClient(tracking_uri=store(clone), registry_uri=store(clone))
-    [version] = local.search_model_versions(f"name = '{MODEL_NAME}'")
-    assert local.get_model_version_by_alias(MODEL_NAME, "champion").version == version.version
+    cloned = mlflow.MlflowClient(tracking_uri=store(clone), registry_uri=store(clone))
+    [version] = cloned.search_model_versions(f"name = '{MODEL_NAME}'")
+    assert cloned.get_model_version_by_alias(MODEL_NAME, "champion").version == version.version
     with serve(clone) as server:
         [answer] = read_endpoint(server.url, [EXAMPLE])
     assert len(answer["digits"]) == 2

@@ -1,4 +1,5 @@
-"""The team's services for the tests and bench/tracking.py, on loopback, stopped afterwards:
+"""A throwaway team on loopback, for the tests and bench/tracking.py; each part stops
+what it started:
 
 - `cluster()`: a throwaway PostgreSQL cluster (Debian's server binaries, a folder of its
   own, a free port). `initdb` refuses to run as root (and CI runs as root): as root, the
@@ -18,9 +19,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from helpers import REPO, free_port, stage_env
+from core.errors import UserError
+from core.paths import ROOT
+from serving.server import free_port
 
 # Debian keeps each major version's server programs apart; take the newest.
 INSTALLED = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
@@ -36,7 +37,9 @@ def cluster() -> Iterator[str]:
     """Start a cluster; yield a URI of its superuser without a database name
     (postgresql://team@127.0.0.1:PORT)."""
     if not INSTALLED:
-        pytest.fail("PostgreSQL's server is needed (/usr/lib/postgresql): apt install postgresql")
+        raise UserError(
+            "PostgreSQL's server is needed (/usr/lib/postgresql): apt install postgresql"
+        )
     bin_dir = INSTALLED[-1].parent
     # Not under pytest's tmp_path: that is private to this user, and postgres must enter it.
     folder = Path(tempfile.mkdtemp(prefix="mnist-pg-"))
@@ -63,6 +66,14 @@ def cluster() -> Iterator[str]:
 ADMIN_PASSWORD = "team-admin-secret"
 
 
+def server_env() -> dict[str, str]:
+    """This environment, without a client's tracking settings, with the admin's password;
+    `mlflow` from this interpreter's folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env | {"PATH": path, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD}
+
+
 @contextlib.contextmanager
 def tracking_server(database: str, home: Path) -> Iterator[str]:
     """`python -m team.server` on a database of the cluster, admin password ADMIN_PASSWORD;
@@ -73,8 +84,8 @@ def tracking_server(database: str, home: Path) -> Iterator[str]:
         process = subprocess.Popen(
             [sys.executable, "-m", "team.server", "--database", f"{database}/mlflow",
              "--home", str(home), "--port", str(port), "--workers", "1"],
-            cwd=REPO,
-            env=stage_env(MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD),
+            cwd=ROOT,
+            env=server_env(),
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so that mlflow's workers stop with it
@@ -84,7 +95,7 @@ def tracking_server(database: str, home: Path) -> Iterator[str]:
         deadline = time.monotonic() + 180
         while not healthy(url):
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the tracking server did not start:\n{log.read_text()}")
+                raise UserError(f"the tracking server did not start:\n{log.read_text()}")
             time.sleep(0.5)
         yield url
     finally:
