@@ -1,11 +1,12 @@
-# `make run` runs the pipeline, `make test` runs the tests; both set up .venv first.
+# `make run` runs the pipeline, `make test` runs all the tests (and installs, as root, the
+# system packages they need), `make check` the fast tier in minutes; all set up .venv first.
 # Another interpreter: `PYTHON=python3.12 make run` (remove .venv when switching).
 PYTHON ?= python3.11
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test lint lock
+.PHONY: run test check lint lock
 
 $(VENV)/installed: pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +19,12 @@ run: $(VENV)/installed
 	if dvc remote default >/dev/null 2>&1; then dvc repro --pull; else dvc repro; fi
 
 test: $(VENV)/installed
+	PYTHON=$(VENV)/bin/python bash tests/system-packages.sh
 	pytest
+
+# No training beyond seconds, no services: what to run before each commit.
+check: $(VENV)/installed
+	pytest -m "not slow"
 
 lint: $(VENV)/installed
 	ruff check . && ruff format --check .

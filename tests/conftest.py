@@ -1,4 +1,9 @@
-"""Fixtures shared by the test modules: MNIST, and a store with three trained models."""
+"""Fixtures shared by the test modules: MNIST, and a store with three trained models.
+
+Two tiers: `make check` runs the fast one (`-m "not slow"`: nothing trained beyond
+seconds, no service started), `make test` runs both. A test is slow when it needs the
+trained models of `work`, or when its module is marked slow (it starts services).
+"""
 
 from pathlib import Path
 
@@ -50,3 +55,9 @@ def classify(work):
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1")
     reader = model.unwrap_python_model()
     return lambda pixels: reader.classify(pixels).numpy()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if "work" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)

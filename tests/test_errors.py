@@ -1,8 +1,12 @@
 """The one error rule of every command (core/errors.py), and commands that follow it."""
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +83,23 @@ def test_bad_usage_exits_2(module):
     assert result.returncode == 2
     assert result.stderr.startswith("usage: ")
     assert "Traceback" not in result.stderr
+
+
+def test_make_test_names_the_system_packages_it_lacks():
+    """Not root, and no Xvfb or xdotool on PATH: one line naming the apt-get install."""
+    with tempfile.TemporaryDirectory() as folder:  # not tmp_path: another user must enter it
+        bin_dir = Path(folder)
+        bin_dir.chmod(0o755)
+        (bin_dir / "id").symlink_to(shutil.which("id"))
+        command = ["/bin/bash", str(REPO / "tests" / "system-packages.sh")]
+        if os.geteuid() == 0:  # as CI runs: as someone else, who may not install
+            command = [shutil.which("runuser"), "-u", "nobody", "--", *command]
+        result = subprocess.run(
+            command,
+            env={"PATH": str(bin_dir), "PYTHON": sys.executable},
+            capture_output=True,
+            text=True,
+        )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("make test needs system packages: sudo apt-get install xvfb xdotool")

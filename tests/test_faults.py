@@ -19,6 +19,8 @@ from core.paths import written_whole
 
 from helpers import MODEL_NAME, REPO, free_port, run_stage, stage_env, store, write_params
 
+pytestmark = pytest.mark.slow  # trains models or starts services: `make test` only
+
 EPOCHS = 4
 TINY = {"val_size": 500, "train_subset": 2000}  # MNIST images prepared, per split
 

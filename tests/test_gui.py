@@ -25,6 +25,8 @@ from synthetic.numbers import PEN_DIGITS
 from helpers import MODEL_NAME, free_port, serve, stage_env, store
 from pictures import photo
 
+pytestmark = pytest.mark.slow  # trains models or starts services: `make test` only
+
 # Digits as pen strokes in a unit box (x right, y down), as the numbers benchmark draws them.
 STROKES = {digit: ways[0] for digit, ways in PEN_DIGITS.items()}
 LEFT = {"1": 100, "7": 300, "0": 500}  # where each digit is drawn, in canvas pixels
@@ -32,10 +34,8 @@ LEFT = {"1": 100, "7": 300, "0": 500}  # where each digit is drawn, in canvas pi
 
 @pytest.fixture(scope="session")
 def display():
-    """An Xvfb screen of our own, unless the tests already run on one."""
-    if os.environ.get("DISPLAY"):
-        yield os.environ["DISPLAY"]
-        return
+    """An Xvfb screen of our own, always: never the screen and pointer of whoever runs
+    the tests, whatever DISPLAY says."""
     if not shutil.which("Xvfb") or not shutil.which("xdotool"):
         pytest.fail("the GUI tests need Xvfb and xdotool (Debian: apt-get install xvfb xdotool)")
     read, write = os.pipe()
@@ -45,11 +45,15 @@ def display():
     )
     os.close(write)
     number = os.read(read, 16).decode().strip()
+    before = os.environ.get("DISPLAY")
     os.environ["DISPLAY"] = f":{number}"
     yield os.environ["DISPLAY"]
     xvfb.terminate()
     xvfb.wait()
-    del os.environ["DISPLAY"]
+    if before is None:
+        del os.environ["DISPLAY"]
+    else:
+        os.environ["DISPLAY"] = before
 
 
 class Window:

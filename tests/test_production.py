@@ -27,6 +27,8 @@ from serving.client import EndpointError, post, request_body
 
 from helpers import MODEL_NAME, free_port, stage_env, store
 
+pytestmark = pytest.mark.slow  # trains models or starts services: `make test` only
+
 CLIENT_TIMEOUT = 2  # seconds, --client-timeout: short, so that the tests need not wait
 
 

@@ -33,6 +33,8 @@ from serving.client import EndpointError, post, read_endpoint, request_body, wai
 
 from helpers import MODEL_NAME, free_port, serve, stage_env, store
 
+pytestmark = pytest.mark.slow  # trains models or starts services: `make test` only
+
 
 @pytest.fixture(scope="module")
 def client(work) -> mlflow.MlflowClient:
@@ -109,8 +111,10 @@ def test_force_promotes_it(work, client):
 
 @pytest.fixture(scope="module")
 def endpoint(work, client):
-    """`python -m serving --workers 2` on @champion (version 3 after the forced promotion):
-    every test of this module runs against two worker processes."""
+    """`python -m serving --workers 2` on @champion, which it makes version 3 (the poor
+    model, promoted by force, as test_force_promotes_it does): every test that uses it runs
+    against two worker processes, also when it is selected alone."""
+    assert promote(work, "3", "--force").returncode == 0
     assert champion_version(client, "champion") == "3"
     with serve(work, "--workers", str(WORKERS)) as server:
         assert len(workers(server.group)) == WORKERS

@@ -36,6 +36,8 @@ from helpers import (
     store,
 )
 
+pytestmark = pytest.mark.slow  # trains models or starts services: `make test` only
+
 EXAMPLE = PACKAGED_EXAMPLE.read_bytes()  # "42"
 TINY = {
     "preprocess": {"val_size": 200, "train_subset": 1000},
