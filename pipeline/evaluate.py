@@ -135,8 +135,9 @@ def digits_read(network, x: np.ndarray) -> np.ndarray:
 
 
 def feedback_accuracy(network, held_out) -> dict:
-    """The share of the held-out corrections from the app (preprocess) that the network
-    reads as the people who wrote them said; None when there are none."""
+    """{'accuracy': the share of the held-out corrections from the app (preprocess) that
+    the network reads as the people who wrote them said, or None when there are none;
+    'digits': how many there are}."""
     x, y = held_out["x"], held_out["y"].astype(int)
     if not len(y):
         return {"accuracy": None, "digits": 0}
