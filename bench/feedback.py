@@ -35,6 +35,7 @@ from core.paths import FEEDBACK_DIR, MODEL_PATH, PREPARED_DIR, RAW_DIR  # noqa: 
 from digit_reader.contract import png, read_model  # noqa: E402
 from pipeline.evaluate import digits_read, packaged_model  # noqa: E402
 from synthetic.numbers import arc  # noqa: E402
+from synthetic.pen import pen_line  # noqa: E402
 
 PER_DIGIT = 30  # drawings of each digit, in each of the two sets
 
@@ -76,10 +77,7 @@ def draw(label: int, rng: np.random.Generator) -> bytes:
         xy = [
             (margin + x * width + lean * (1 - y) * height, margin + y * height) for x, y in points
         ]
-        canvas.line(xy, fill=0, width=round(pen), joint="curve")
-        for end_x, end_y in (xy[0], xy[-1]):  # round ends, as a pen's
-            r = pen / 2
-            canvas.ellipse((end_x - r, end_y - r, end_x + r, end_y + r), fill=0)
+        pen_line(canvas, xy, pen, ink=0)
     return png(np.asarray(picture))
 
 
