@@ -243,6 +243,7 @@ def test_promote_refuses_a_version_whose_model_cannot_be_loaded(broken):
 
 
 def test_a_champion_whose_files_are_gone_is_named_by_every_client(broken, monkeypatch):
+    from core.errors import ModelMissing
     from gui.readers import LocalModel
 
     shutil.rmtree(model_files(broken, "1"))  # someone deleted mlruns/...
@@ -253,7 +254,7 @@ def test_a_champion_whose_files_are_gone_is_named_by_every_client(broken, monkey
     assert last_line.startswith(f"error: {expected}")
     assert last_line.endswith("`python -m pipeline.promote VERSION`")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store(broken))
-    with pytest.raises(LookupError, match=re.escape(expected)):
+    with pytest.raises(ModelMissing, match=re.escape(expected)):
         LocalModel(f"models:/{MODEL_NAME}@champion").load()  # the app's status line
     # The fix it names works: another version becomes the champion.
     assert command(broken, "-m", "pipeline.promote", "2", "--force").returncode == 0

@@ -360,7 +360,7 @@ def test_sigterm_stops_the_server_with_exit_143(work):
         process.send_signal(signal.SIGTERM)  # to our process only, as `kill PID` does
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 143
-        assert stderr.strip().splitlines()[-1] == "stopped by SIGTERM: the model server is stopped"
+        assert "stopped by SIGTERM: the model server is stopped" in stderr.splitlines()
         with pytest.raises(EndpointError):  # the mlflow server went with it
             wait_until_ready(url, timeout=2)
     finally:
