@@ -12,6 +12,7 @@ from core.errors import UserError
 from core.paths import PARAMS_PATH, shown
 
 MNIST_TRAIN_SIZE = 60_000
+MNIST_TEST_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "augment": BOOLEAN,
         "seed": int_from(0),
     },
+    "evaluate": {"pictures": int_from(1, MNIST_TEST_SIZE), "numbers": int_from(1)},
     "mlflow": {"experiment": NAME, "model_name": NAME},
     "promote": {"min_accuracy": FRACTION},
 }

@@ -2,10 +2,11 @@
 
 Writes reports/metrics.json (DVC metrics), reports/confusion.csv (a DVC plot) and
 PNGs of the confusion matrix and of misclassified digits. The test accuracy is measured
-twice: on the Keras network, and through the model that clients get (each test digit
-sent as a PNG picture), so that the normalisation cannot cost accuracy unnoticed.
-The packaged model also reads a fixed part of the written-numbers benchmark
-(synthetic/numbers.py): the share of whole numbers read exactly right, per set.
+twice: on the Keras network, and through the model that clients get (the first
+`evaluate.pictures` test digits, each sent as a PNG picture), so that the normalisation
+cannot cost accuracy unnoticed. The packaged model also reads a fixed part of the
+written-numbers benchmark (synthetic/numbers.py, `evaluate.numbers` per set, seed 0): the
+share of whole numbers read exactly right, per set.
 """
 
 import contextlib
@@ -23,7 +24,7 @@ from digit_reader.normalize import NOT_A_DIGIT
 from synthetic.numbers import make_sets, score
 
 # The fixed part of the numbers benchmark every version is measured on.
-NUMBERS_SEED, NUMBERS_PER_SET = 0, 100
+NUMBERS_SEED = 0
 NUMBERS_SETS = ("canvases", "drawn", "hard", "photo")
 
 
@@ -68,9 +69,9 @@ def picture_accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean([d == str(label) for d, label in zip(digits, y, strict=True)]))
 
 
-def numbers_accuracy(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def numbers_accuracy(model, x: np.ndarray, y: np.ndarray, count: int) -> dict[str, float]:
     """Share of whole written numbers read exactly right, per set of the benchmark."""
-    sets = make_sets(x[..., 0], y, NUMBERS_SEED, NUMBERS_PER_SET, names=NUMBERS_SETS)
+    sets = make_sets(x[..., 0], y, NUMBERS_SEED, count, names=NUMBERS_SETS)
     accuracy = {}
     for name, numbers in sets.items():
         readings = read_all(model, [n.png for n in numbers])
@@ -79,7 +80,7 @@ def numbers_accuracy(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def main() -> None:
-    load_params()  # evaluate has no parameters of its own; still refuse a bad file
+    p = load_params()["evaluate"]
     import keras
 
     from pipeline import plots
@@ -92,8 +93,9 @@ def main() -> None:
     accuracy = float(np.mean(predicted == y))
     matrix, per_class = class_report(y, predicted)
     with packaged_model() as model:
-        from_pictures = picture_accuracy(model, x, y)
-        numbers = numbers_accuracy(model, x, y)
+        pictures = p["pictures"]
+        from_pictures = picture_accuracy(model, x[:pictures], y[:pictures])
+        numbers = numbers_accuracy(model, x, y, p["numbers"])
     corrected = feedback_accuracy(network, np.load(PREPARED_DIR / "feedback.npz"))
 
     REPORTS_DIR.mkdir(exist_ok=True)
@@ -102,6 +104,7 @@ def main() -> None:
             "accuracy": round(accuracy, 4),
             "loss": round(float(loss), 4),
             "picture_accuracy": round(from_pictures, 4),
+            "pictures": pictures,
         },
         "numbers": numbers,
         "feedback": corrected,

@@ -46,6 +46,11 @@ BAD = [
         "preprocess.train_subset = 55000 is invalid: expected null or a whole number from 1 to 50000",
     ),
     ("fetch", {"retries": 0}, "fetch.retries = 0 is invalid: expected a whole number >= 1"),
+    (
+        "evaluate",
+        {"pictures": 20_000},
+        "evaluate.pictures = 20000 is invalid: expected a whole number from 1 to 10000",
+    ),
 ]
 
 

@@ -287,8 +287,8 @@ def test_two_registers_racing_on_one_model_make_one_version(team, team_repo, cli
     assert [v.tags["model_md5"] for v in versions].count(model_md5) == 1, outputs
 
 
-def test_four_queued_experiments_all_land(team, team_repo, client):
-    for seed in (11, 12, 13, 13):  # the last two are the same model: one version for both
+def test_queued_experiments_all_land(team, team_repo, client):
+    for seed in (11, 12, 12):  # the last two are the same model: one version for both
         sh("dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", cwd=team_repo)
     sh("dvc", "queue", "start", "-j", "2", cwd=team_repo, **team.login())
     deadline = time.monotonic() + 900
@@ -298,17 +298,17 @@ def test_four_queued_experiments_all_land(team, team_repo, client):
             time.sleep(5)
     finally:
         sh("dvc", "queue", "stop", cwd=team_repo)  # its workers stop when idle; make sure
-    assert status.count("Success") == 4, status
+    assert status.count("Success") == 3, status
 
-    # Each seed's run has its parameters and test metrics (the twin of 13 may have been
+    # Each seed's run has its parameters and test metrics (the twin of 12 may have been
     # restored from DVC's run cache: then it trained nothing and logged nothing).
     runs = client.search_runs(client.get_experiment_by_name("mnist").experiment_id)
     tested = {
         run.data.params.get("train.seed") for run in runs if "test_accuracy" in run.data.metrics
     }
-    assert {"11", "12", "13"} <= tested
+    assert {"11", "12"} <= tested
     versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
     md5s = [version.tags["model_md5"] for version in versions]
     assert len(md5s) == len(set(md5s))  # one version per distinct model
     seeds = {client.get_run(version.run_id).data.params["train.seed"] for version in versions}
-    assert {"11", "12", "13"} <= seeds
+    assert {"11", "12"} <= seeds
