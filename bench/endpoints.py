@@ -93,6 +93,8 @@ def bench_store(folder: Path, keras_path: Path) -> str:
     name = model_name()
     identity = {
         "python_model": str(BENCH / "identity_model.py"),
+        # The network it never uses: the endpoints refuse a version without one, as broken.
+        "artifacts": {"keras_model": str(keras_path)},
         "signature": mlflow.models.ModelSignature(inputs=SIGNATURE.inputs),
         "pip_requirements": ["mlflow"],
     }

@@ -13,6 +13,7 @@ they never join training.
   own with a store of its own.
 
     python bench/feedback.py             # one training run: about 7 minutes on 2 cores
+    python bench/feedback.py --quick     # 3 drawings a digit, 1 epoch on 2,000 images
 """
 
 import argparse
@@ -31,13 +32,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import feedback  # noqa: E402
-from core.paths import FEEDBACK_DIR, MODEL_PATH, PREPARED_DIR, RAW_DIR  # noqa: E402
+from core.paths import FEEDBACK_DIR, MODEL_PATH, PARAMS_PATH, PREPARED_DIR, RAW_DIR  # noqa: E402
+from core.paths import ROOT as CLONE  # noqa: E402  (the clone this runs in)
 from digit_reader.contract import png, read_model  # noqa: E402
 from pipeline.evaluate import digits_read, packaged_model  # noqa: E402
 from synthetic.numbers import arc  # noqa: E402
 from synthetic.pen import pen_line  # noqa: E402
 
 PER_DIGIT = 30  # drawings of each digit, in each of the two sets
+# --quick: fewer drawings, and the training cut to a size that only shows it still runs.
+QUICK_PER_DIGIT = 3
+QUICK_TRAINING = {"preprocess": {"train_subset": 2000}, "pieces": {"numbers": 30}}
+QUICK_TRAINING["train"] = {"epochs": 1, "warmup_epochs": 0}
 
 
 # The hand: how some people (engineers, programmers) write. A zero with a slash through
@@ -81,9 +87,9 @@ def draw(label: int, rng: np.random.Generator) -> bytes:
     return png(np.asarray(picture))
 
 
-def drawings(seed: int) -> list[tuple[int, bytes]]:
+def drawings(seed: int, per_digit: int) -> list[tuple[int, bytes]]:
     rng = np.random.default_rng(seed)
-    return [(label, draw(label, rng)) for label in range(10) for _ in range(PER_DIGIT)]
+    return [(label, draw(label, rng)) for label in range(10) for _ in range(per_digit)]
 
 
 def read_right(model, pictures: list[tuple[int, bytes]]) -> float:
@@ -117,16 +123,19 @@ def save_corrections(model, pictures: list[tuple[int, bytes]], folder: Path) -> 
 def test_accuracy(keras_path: Path) -> float:
     import keras
 
-    test = np.load(ROOT / PREPARED_DIR / "test.npz")
+    test = np.load(PREPARED_DIR / "test.npz")
     network = keras.models.load_model(keras_path)
     return float(np.mean(digits_read(network, test["x"]) == test["y"]))
 
 
-def train_with(folder: Path, repeat: int) -> Path:
-    """preprocess and train in folder, with its corrections repeated; the model's path."""
-    (folder / RAW_DIR.relative_to(ROOT)).parent.mkdir(parents=True)
-    shutil.copytree(ROOT / RAW_DIR, folder / RAW_DIR.relative_to(ROOT))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+def train_with(folder: Path, repeat: int, changes: dict) -> Path:
+    """preprocess and train in folder, with its corrections repeated and the clone's
+    parameters changed by changes; the model's path."""
+    (folder / RAW_DIR.relative_to(CLONE)).parent.mkdir(parents=True)
+    shutil.copytree(RAW_DIR, folder / RAW_DIR.relative_to(CLONE))
+    params = yaml.safe_load(PARAMS_PATH.read_text())
+    for section, values in changes.items():
+        params[section] |= values
     params["preprocess"]["feedback_repeat"] = repeat
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     env = dict(
@@ -137,28 +146,30 @@ def train_with(folder: Path, repeat: int) -> Path:
     )
     for stage in ("preprocess", "pieces", "train"):
         subprocess.run([sys.executable, "-m", f"pipeline.{stage}"], cwd=folder, env=env, check=True)
-    return folder / MODEL_PATH.relative_to(ROOT)
+    return folder / MODEL_PATH.relative_to(CLONE)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="preprocess.feedback_repeat")
+    parser.add_argument("--quick", action="store_true", help="3 drawings a digit, 1 epoch")
     args = parser.parse_args()
-    learn, measure = drawings(seed=1), drawings(seed=2)
+    per_digit = QUICK_PER_DIGIT if args.quick else PER_DIGIT
+    learn, measure = drawings(seed=1, per_digit=per_digit), drawings(seed=2, per_digit=per_digit)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        with packaged_model(ROOT / MODEL_PATH) as model:
+        with packaged_model(MODEL_PATH) as model:
             before = read_right(model, measure)
             learned_before = read_right(model, learn)
-            saved = save_corrections(model, learn, folder / FEEDBACK_DIR.relative_to(ROOT))
-        after_model = train_with(folder, args.repeat)
+            saved = save_corrections(model, learn, folder / FEEDBACK_DIR.relative_to(CLONE))
+        after_model = train_with(folder, args.repeat, QUICK_TRAINING if args.quick else {})
         # preprocess holds out preprocess.feedback_held_out of the drawings: the rest learn.
         learned = int(
-            np.load(folder / PREPARED_DIR.relative_to(ROOT) / "train.npz")["feedback_digits"]
+            np.load(folder / PREPARED_DIR.relative_to(CLONE) / "train.npz")["feedback_digits"]
         )
         with packaged_model(after_model) as model:
             after = read_right(model, measure)
-        tests = test_accuracy(ROOT / MODEL_PATH), test_accuracy(after_model)
+        tests = test_accuracy(MODEL_PATH), test_accuracy(after_model)
     print(f"corrections: {saved} of {len(learn)} drawings (read right: {learned_before:.1%})")
     print(f"| | before (MNIST only) | after (+{learned} corrections x {args.repeat}) |")
     print("| --- | --- | --- |")

@@ -1,6 +1,7 @@
 """Load on the endpoints: requests per second, latency percentiles, errors and memory.
 
     python bench/load.py [--seconds 10] [--soak 10000]
+    python bench/load.py --quick    # 2 workers, concurrency 4, short runs: does it still run?
 
 Drives `python -m serving` and `python -m serving.production` on 127.0.0.1 with Debian's
 `hey` (apt install hey), for 1 and 2 workers at concurrency 1, 4 and 16, each run
@@ -49,6 +50,8 @@ from serving.client import post, request_body  # noqa: E402
 
 CONCURRENCY = (1, 4, 16)
 WORKERS = (1, 2)
+# --quick: the same rows for 2 workers at concurrency 4 only, and shorter load.
+QUICK = {"concurrency": (4,), "workers": (2,), "seconds": 1, "soak": 100, "switch": 10, "death": 10}
 SERVE, PRODUCTION = "python -m serving", "python -m serving.production"
 MODEL, IDENTITY = "pictures-to-digits", "identity pyfunc (baseline)"
 
@@ -95,7 +98,7 @@ def parse(report: str) -> Result:
 
 def bodies(folder: Path) -> dict[str, Path]:
     """The request bodies, as files for hey: one digit, five digits, raw pixels."""
-    digits = read_idx(ROOT / RAW_DIR / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
+    digits = read_idx(RAW_DIR / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
     contents = {
         "1 digit": request_body([png(digits[0])]),
         "5 digits": request_body([png(five_digit_picture(digits[:5]))]),
@@ -106,15 +109,16 @@ def bodies(folder: Path) -> dict[str, Path]:
     return {name: folder / name.replace(" ", "-") for name in contents}
 
 
-def measure(url: str, pid: int, kinds: dict[str, Path], seconds: float) -> dict:
-    """{(request kind, concurrency): (Result, memory before, memory after)} for one server."""
+def measure(url: str, pid: int, kinds: dict[str, Path], seconds: float, levels) -> dict:
+    """{(request kind, concurrency): (Result, memory before, memory after)} for one server,
+    at each concurrency of levels."""
     for body in kinds.values():
         hey(url, body, concurrency=4, requests=100)  # warm-up: tracing, caches
     before = server_memory(pid)
     results = {
         (kind, concurrency): hey(url, body, concurrency, seconds)
         for kind, body in kinds.items()
-        for concurrency in CONCURRENCY
+        for concurrency in levels
     }
     after = server_memory(pid)
     return {key: (result, before, after) for key, result in results.items()}
@@ -172,7 +176,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10, help="per run (10)")
     parser.add_argument("--soak", type=int, default=10_000, help="requests (10000)")
+    parser.add_argument("--quick", action="store_true", help="2 workers, concurrency 4, short")
     args = parser.parse_args()
+    levels, worker_counts, switch, death = CONCURRENCY, WORKERS, 60, 30
+    if args.quick:
+        levels, worker_counts = QUICK["concurrency"], QUICK["workers"]
+        args.seconds, args.soak, switch, death = (
+            QUICK[k] for k in ("seconds", "soak", "switch", "death")
+        )
     name = model_name()
     table = {}  # (endpoint, model, workers, kind, concurrency): (Result, before, after)
 
@@ -181,30 +192,31 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        store = bench_store(folder, ROOT / MODEL_PATH)
+        store = bench_store(folder, MODEL_PATH)
         body = bodies(folder)
         pictures = {kind: body[kind] for kind in ("1 digit", "5 digits")}
-        keras = keras_model(folder, ROOT / MODEL_PATH)
-        for workers in WORKERS:
+        keras = keras_model(folder, MODEL_PATH)
+        for workers in worker_counts:
             for model, uri, kinds in (
                 (MODEL, f"models:/{name}@champion", pictures),
                 (IDENTITY, f"models:/{name}@identity", pictures),
                 ("Keras flavour (baseline)", keras, {"raw pixels": body["raw pixels"]}),
             ):
                 with serve(store, uri, workers) as (url, pid):
-                    add(SERVE, model, workers, measure(url, pid, kinds, args.seconds))
+                    add(SERVE, model, workers, measure(url, pid, kinds, args.seconds, levels))
             for model, alias in ((MODEL, "champion"), (IDENTITY, "identity")):
                 home = folder / f"{alias}-{workers}"
                 with production(store, alias, workers, home) as (url, pid):
-                    add(PRODUCTION, model, workers, measure(url, pid, pictures, args.seconds))
+                    rows = measure(url, pid, pictures, args.seconds, levels)
+                    add(PRODUCTION, model, workers, rows)
         with production(store, "champion", 2, folder / "soak") as (url, pid):
             hey(url, body["1 digit"], concurrency=4, requests=200)
             before = server_memory(pid)
             soaked = hey(url, body["1 digit"], concurrency=16, requests=args.soak)
             after = server_memory(pid)
-            switched, switch_seconds = switch_under_load(url, body["1 digit"], 60)
-            survived, back_seconds = death_under_load(url, pid, body["1 digit"], 30)
-    report(table, args.seconds)
+            switched, switch_seconds = switch_under_load(url, body["1 digit"], switch)
+            survived, back_seconds = death_under_load(url, pid, body["1 digit"], death)
+    report(table, args.seconds, max(levels), worker_counts)
     mb = 1 / 2**20
     print(
         f"- {PRODUCTION}, 2 workers, {soaked.count} requests at concurrency 16: "
@@ -213,18 +225,18 @@ def main() -> None:
         f"({(after / before - 1) * 100:+.1f}%)"
     )
     print(
-        f"- alias moved during 60 s of load at concurrency 16: version 2 answered "
+        f"- alias moved during {switch} s of load at concurrency 16: version 2 answered "
         f"{switch_seconds:.1f} s after the move; {switched.errors} errors of "
         f"{switched.count} requests, p99 {switched.p99:.0f} ms"
     )
     print(
-        f"- one of the 2 model servers killed (SIGKILL, with its children) during 30 s of "
+        f"- one of the 2 model servers killed (SIGKILL, with its children) during {death} s of "
         f"load at concurrency 8: {survived.errors} errors of {survived.count} requests; "
         f"it answered again {back_seconds:.1f} s after the kill"
     )
 
 
-def report(table: dict, seconds: float) -> None:
+def report(table: dict, seconds: float, top: int, worker_counts: tuple[int, ...]) -> None:
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; {seconds:g} s per run\n")
     print(
         "| endpoint | model | workers | request | concurrency | requests/s "
@@ -238,15 +250,17 @@ def report(table: dict, seconds: float) -> None:
             f"| {r.p50:.1f} / {r.p95:.1f} / {r.p99:.1f} | {r.errors} of {r.count} "
             f"| {before * mb:.0f} / {after * mb:.0f} |"
         )
-    print("\nOne digit per request, concurrency 16:")
+    print(f"\nOne digit per request, concurrency {top}:")
     for endpoint in (SERVE, PRODUCTION):
-        ours = table[(endpoint, MODEL, 2, "1 digit", 16)][0]
-        identity = table[(endpoint, IDENTITY, 2, "1 digit", 16)][0]
-        one_worker = table[(endpoint, MODEL, 1, "1 digit", 16)][0]
+        ours = table[(endpoint, MODEL, 2, "1 digit", top)][0]
+        identity = table[(endpoint, IDENTITY, 2, "1 digit", top)][0]
+        workers = ""
+        if 1 in worker_counts:
+            one_worker = table[(endpoint, MODEL, 1, "1 digit", top)][0]
+            workers = f"2 workers / 1 worker {ours.rate / one_worker.rate:.2f}; "
         print(
             f"- {endpoint}, 2 workers: model / identity pyfunc {ours.rate / identity.rate:.2f}; "
-            f"2 workers / 1 worker {ours.rate / one_worker.rate:.2f}; "
-            f"p99 / p50 {ours.p99 / ours.p50:.2f}"
+            f"{workers}p99 / p50 {ours.p99 / ours.p50:.2f}"
         )
 
 

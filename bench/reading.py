@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    test = np.load(ROOT / PREPARED_DIR / "test.npz")
+    test = np.load(PREPARED_DIR / "test.npz")
     sets = make_sets(test["x"][..., 0], test["y"], args.seed, args.count)
     model_uri = args.model_uri or alias_uri()
     with loaded_model(model_uri, args.keras) as model:

@@ -75,7 +75,7 @@ def main() -> None:
 
     import mlflow
 
-    digits = read_idx(ROOT / RAW_DIR / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
+    digits = read_idx(RAW_DIR / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
     one = png(digits[0])
     five = png(five_digit_picture(digits[:5]))
     batch = [png(d) for d in digits[:BATCH]]
@@ -102,7 +102,7 @@ def main() -> None:
 
     # Baseline: the bare Keras network behind mlflow models serve, raw pixels in.
     with tempfile.TemporaryDirectory() as tmp:
-        path = keras_model(Path(tmp), ROOT / MODEL_PATH)
+        path = keras_model(Path(tmp), MODEL_PATH)
         with serve(tracking_uri(), path) as (url, _):
             post = poster(url)
             body = json.dumps({"inputs": digits[:1, :, :, None].tolist()}).encode()

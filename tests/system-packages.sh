@@ -7,6 +7,7 @@ set -euo pipefail
 missing=()
 command -v Xvfb >/dev/null || missing+=(xvfb)
 command -v xdotool >/dev/null || missing+=(xdotool)
+command -v hey >/dev/null || missing+=(hey)  # bench/load.py
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 "${PYTHON:-python}" -c "import tkinter" 2>/dev/null || missing+=(python3-tk)
