@@ -290,7 +290,17 @@ def test_two_registers_racing_on_one_model_make_one_version(team, team_repo, cli
 def test_queued_experiments_all_land(team, team_repo, client):
     for seed in (11, 12, 12):  # the last two are the same model: one version for both
         sh("dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", cwd=team_repo)
-    sh("dvc", "queue", "start", "-j", "2", cwd=team_repo, **team.login())
+    # Not through sh(): the workers it leaves running would hold its output pipes open,
+    # and reading them to the end would wait for the workers.
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", "2"],
+        cwd=team_repo,
+        env=stage_env(**team.login()),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=120,
+    )
     deadline = time.monotonic() + 900
     try:
         while re.search(r"Queued|Running", status := sh("dvc", "queue", "status", cwd=team_repo)):
