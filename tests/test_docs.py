@@ -35,5 +35,10 @@ def test_the_headline_numbers_are_those_of_reports_metrics_json():
 
 def test_the_readme_is_a_front_door_not_a_manual():
     assert len(README.splitlines()) <= 200
-    for link in re.findall(r"\]\((docs/[\w.-]+)\)", README):
-        assert (REPO / link).is_file(), link
+
+
+def test_every_link_of_the_docs_leads_somewhere():
+    for page in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
+        for link in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
+            if not link.startswith(("http://", "https://")):
+                assert (page.parent / link).exists(), f"{page.name}: {link}"
