@@ -32,8 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import feedback  # noqa: E402
-from core.paths import FEEDBACK_DIR, MODEL_PATH, PARAMS_PATH, PREPARED_DIR, RAW_DIR  # noqa: E402
-from core.paths import ROOT as CLONE  # noqa: E402  (the clone this runs in)
+from core.paths import (  # noqa: E402
+    FEEDBACK_DIR,
+    MODEL_PATH,
+    PARAMS_PATH,
+    PREPARED_DIR,
+    RAW_DIR,
+    in_clone,
+)
 from digit_reader.contract import png, read_model  # noqa: E402
 from pipeline.evaluate import digits_read, packaged_model  # noqa: E402
 from synthetic.numbers import arc  # noqa: E402
@@ -131,8 +137,8 @@ def test_accuracy(keras_path: Path) -> float:
 def train_with(folder: Path, repeat: int, changes: dict) -> Path:
     """preprocess and train in folder, with its corrections repeated and the clone's
     parameters changed by changes; the model's path."""
-    (folder / RAW_DIR.relative_to(CLONE)).parent.mkdir(parents=True)
-    shutil.copytree(RAW_DIR, folder / RAW_DIR.relative_to(CLONE))
+    in_clone(folder, RAW_DIR).parent.mkdir(parents=True)
+    shutil.copytree(RAW_DIR, in_clone(folder, RAW_DIR))
     params = yaml.safe_load(PARAMS_PATH.read_text())
     for section, values in changes.items():
         params[section] |= values
@@ -146,7 +152,7 @@ def train_with(folder: Path, repeat: int, changes: dict) -> Path:
     )
     for stage in ("preprocess", "pieces", "train"):
         subprocess.run([sys.executable, "-m", f"pipeline.{stage}"], cwd=folder, env=env, check=True)
-    return folder / MODEL_PATH.relative_to(CLONE)
+    return in_clone(folder, MODEL_PATH)
 
 
 def main() -> None:
@@ -161,12 +167,10 @@ def main() -> None:
         with packaged_model(MODEL_PATH) as model:
             before = read_right(model, measure)
             learned_before = read_right(model, learn)
-            saved = save_corrections(model, learn, folder / FEEDBACK_DIR.relative_to(CLONE))
+            saved = save_corrections(model, learn, in_clone(folder, FEEDBACK_DIR))
         after_model = train_with(folder, args.repeat, QUICK_TRAINING if args.quick else {})
         # preprocess holds out preprocess.feedback_held_out of the drawings: the rest learn.
-        learned = int(
-            np.load(folder / PREPARED_DIR.relative_to(CLONE) / "train.npz")["feedback_digits"]
-        )
+        learned = int(np.load(in_clone(folder, PREPARED_DIR) / "train.npz")["feedback_digits"])
         with packaged_model(after_model) as model:
             after = read_right(model, measure)
         tests = test_accuracy(MODEL_PATH), test_accuracy(after_model)

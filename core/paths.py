@@ -41,6 +41,11 @@ def shown(path: str | Path) -> str:
     return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
+def in_clone(clone: Path, path: Path) -> Path:
+    """One of the paths below, in another clone or work folder (a benchmark's, a test's)."""
+    return clone / path.relative_to(ROOT)
+
+
 RAW_DIR = ROOT / "data/raw"  # the MNIST files as downloaded (fetch)
 PREPARED_DIR = ROOT / "data/prepared"  # train, val, test and feedback .npz (preprocess)
 PIECES_PATH = ROOT / "data/pieces.npz"  # candidates cut from written numbers (pieces)

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core import paths
 from serving.client import EndpointError, wait_until_ready
 from serving.server import free_port
 
@@ -111,11 +110,6 @@ def project_copy(copy: Path, **params: dict) -> Path:
 def commit(repo: Path, message: str) -> None:
     sh("git", "add", "-A", cwd=repo)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message, cwd=repo)
-
-
-def in_clone(clone: Path, path: Path) -> Path:
-    """A path of core/paths.py (under this repository's root), in another clone or folder."""
-    return clone / path.relative_to(paths.ROOT)
 
 
 def store(work: Path) -> str:

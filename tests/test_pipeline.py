@@ -28,11 +28,12 @@ from core.paths import (
     PIECES_PATH,
     PREPARED_DIR,
     REPORTS_DIR,
+    in_clone,
 )
 from digit_reader.contract import png, read_model
 from pipeline.evaluate import digits_read
 
-from helpers import MODEL_NAME, drawn_corrections, in_clone, project_copy, set_params, sh, stage_env
+from helpers import MODEL_NAME, drawn_corrections, project_copy, set_params, sh, stage_env
 
 pytestmark = pytest.mark.slow  # trains models or starts services: `make test` only
 

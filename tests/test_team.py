@@ -18,7 +18,7 @@ import mlflow
 import pytest
 
 from core.packaging import EXAMPLE as PACKAGED_EXAMPLE
-from core.paths import MODEL_PATH
+from core.paths import MODEL_PATH, in_clone
 from serving.client import read_endpoint
 from team import local
 from team.local import ADMIN_PASSWORD
@@ -27,7 +27,6 @@ from helpers import (
     MODEL_NAME,
     commit,
     free_port,
-    in_clone,
     project_copy,
     serve,
     set_params,
