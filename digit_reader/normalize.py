@@ -26,15 +26,12 @@ INK_THRESHOLD = 0.1  # of the strongest ink: MNIST's digits then span exactly 20
 SPECK_AREA = 0.02  # strokes smaller than this part of the largest stroke's area ...
 SPECK_SIZE = 0.04  # ... or than this part of the picture's shorter side are specks
 FRAGMENT = 0.15  # a stroke with less ink than this share of a neighbour a pixel away is part of it
-RULE_LENGTH = 0.5  # a thin straight run of ink across this share of a picture is a line
+RULE_LENGTH = 0.5  # ink running on in a straight line across this share of the sheet,
 RULE_TILT = 8.0  # ... at up to this many degrees (a sheet photographed a little turned)
-RULE_SMOOTH = 15  # ... found in the ink averaged along this many pixels of it (noise
-RULE_FAINT = 0.5  # and JPEG break a faint line into dashes), at this share of the threshold,
-RULE_SPAN = 400  # in pictures at least this wide (pixels)
-RULE_INK = 0.5  # ... and fainter than this share of the strongest ink (a pen's stroke)
-RULE_WIDTH = 6  # ... no wider than this (pixels): ruled lines are thin, a digit's bar is not
-COLUMN_LENGTH = 0.7  # a column of squared paper runs across this share of the ruled sheet,
-COLUMN_SHEET = 0.6  # ... which is taken to span at least this share of the picture's height
+RULE_INK = 0.5  # ... and fainter than this share of the strongest ink, is a printed line
+RULE_SMOOTH = 15  # ... found in the ink averaged along this many pixels of it
+RULE_MIN_WIDTH = 100  # (pixels) in narrower pictures, no line is looked for
+COLUMN_LENGTH = 0.7  # a column of squared paper runs across this share of the sheet
 PAPER_SIDE = 160  # the paper and the table are found on the picture shrunk to this side
 PAPER_SCALE = 0.5  # the paper: the picture closed over this share of its shorter side
 TABLE_DARK = 0.8  # darker than this share of the paper, on the border: the table (or a mat)
@@ -131,7 +128,7 @@ def _ink_on_sheet(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     ink = (under - gray) / np.maximum(under, 1e-3)  # no paper (a black picture): no ink
     table = _grow_to(_table(small, paper), gray.shape) > 0
     ink[table] = 0
-    return np.clip(ink, 0, 1), ~table
+    return _without_lines(np.clip(ink, 0, 1), ~table), ~table
 
 
 def on_paper(image: Image.Image) -> Image.Image:
@@ -362,7 +359,7 @@ class _Part:
 def _parts(ink: np.ndarray, threshold: float) -> tuple[list[_Stroke], list[_Part]]:
     """The strokes that are not specks, with their cuts, and the parts they make (wide
     strokes cut at their vertical cuts), by their centres, left to right."""
-    labels = _strokes(_without_rules(ink, threshold))
+    labels = _strokes(ink > threshold)
     count = int(labels.max())
     boxes = ndimage.find_objects(labels)
     areas = ndimage.sum_labels(np.ones_like(ink), labels, range(1, count + 1))
@@ -492,97 +489,98 @@ def _strokes(ink: np.ndarray) -> np.ndarray:
     return relabel[labels]
 
 
-def _without_rules(ink: np.ndarray, threshold: float) -> np.ndarray:
-    """The ink (above threshold) less the lines of ruled or squared paper (thin straight
-    runs of ink across most of the picture, at the sheet's tilt), with the strokes that
-    cross a line joined again across it. The lines are looked for in the ink averaged
-    along them, where a faint line broken by noise is whole again."""
-    strokes = ink > threshold
+def _without_lines(ink: np.ndarray, sheet: np.ndarray) -> np.ndarray:
+    """The ink less the lines of ruled or squared paper. A line is ink that runs on in a
+    straight line, at the sheet's tilt, across most of the sheet, fainter than a pen's
+    stroke. Its own strength is taken away where it runs: ink written over it, stronger,
+    stays whole, and the line becomes paper."""
+    strongest = float(ink.max(initial=0))
+    if ink.shape[1] < RULE_MIN_WIDTH or strongest < MIN_CONTRAST:
+        return ink
+    level = max(INK_THRESHOLD, _noise(ink / strongest, sheet)) * strongest
+    found = {"sheet": sheet, "cap": RULE_INK * strongest, "level": level}
+    angle = _tilt(ink > level, axis=1)
+    lines = _lines(ink, angle, RULE_LENGTH, axis=1, **found)
+    if lines.any():
+        # Squared paper or a margin line: columns too, once rows of lines are found,
+        # at right angles to them as the picture shows it (a tenth of a degree off
+        # leaves a thin column in no column of pixels for long).
+        rest = ink - lines
+        angle = _tilt(rest > level, axis=0, around=angle, spread=1.0)
+        lines = np.maximum(lines, _lines(rest, angle, COLUMN_LENGTH, axis=0, **found))
+    # A pixel more on each side: turned and back, a line is a little blurred.
+    return np.clip(ink - cv2.dilate(lines, np.ones((3, 3), np.uint8)), 0, None)
+
+
+def _lines(ink, angle: float, share: float, axis: int, sheet, cap: float, level: float):
+    """How strong the lines along axis (1: rows, 0: columns) at angle are at each pixel,
+    0 where there is none. In the picture turned by angle and the ink averaged along the
+    axis (noise and JPEG break a faint line into dashes; averaged, it is whole), a line
+    runs on across `share` of the sheet at a third of the ink's level or more: between
+    the digits of a number the paper shows, along a line it does not. Its strength is
+    the averaged ink there, up to half as much again as the least along it (a digit
+    crossing it is stronger) and to cap."""
     height, width = ink.shape
-    if width < 100:
-        return strokes
-    angle = _tilt(strokes)
-    turn = cv2.getRotationMatrix2D((width / 2, height / 2), -angle, 1.0)
-    turned = cv2.warpAffine(ink, turn, (width, height), flags=cv2.INTER_LINEAR)
-    # (Not in a small picture: its lines are short, and a row of small digits close
-    # together, averaged so, would pass for one.)
-    smooth, faint = (RULE_SMOOTH, RULE_FAINT * threshold) if width >= RULE_SPAN else (1, threshold)
-    along_rows = (cv2.blur(turned, (smooth, 1)) > faint).astype(np.uint8)
-    rules = _faint(_runs(along_rows, int(RULE_LENGTH * width), axis=1), turned, faint, smooth)
-    if not rules.any():
-        return strokes
-    # Squared paper or a margin line: columns too, once rows of lines are found, across
-    # most of the sheet (as far as its rows of lines go: the table may show above and
-    # below). Near the picture's sides a column of the turned picture leaves the picture
-    # part of the way: a line there goes on beyond it.
-    ruled = np.flatnonzero(rules.any(axis=1))
-    sheet = max(ruled[-1] - ruled[0], COLUMN_SHEET * height)
-    along_columns = (cv2.blur(turned, (1, smooth)) > faint).astype(np.uint8)
-    inside = cv2.warpAffine(np.ones_like(along_columns), turn, (width, height)) > 0
-    along_columns[~inside] = 1
-    columns = _runs(along_columns, int(COLUMN_LENGTH * sheet), axis=0) & inside
-    rules |= _faint(columns, turned, faint, smooth)
+    turn, size = _turn(angle, width, height)
+    turned = cv2.warpAffine(ink, turn, size, flags=cv2.INTER_LINEAR)
+    # Beyond the sheet (the table, or outside the picture once turned) a line goes on
+    # as far as anyone knows: a line cut there by the sheet's edge is still a line.
+    off_sheet = cv2.warpAffine(sheet.astype(np.uint8), turn, size) == 0
+    extent = np.flatnonzero((~off_sheet).any(axis=1 - axis))
+    if len(extent) == 0:
+        return np.zeros_like(ink)
+    # Shrunk along the axis: each pixel the mean of RULE_SMOOTH along it.
+    cells = max(1, size[1 - axis] // RULE_SMOOTH)
+    along = (cells, size[1]) if axis == 1 else (size[0], cells)
+    averaged = cv2.resize(turned, along, interpolation=cv2.INTER_AREA)
+    beyond = cv2.resize(off_sheet.astype(np.uint8), along, interpolation=cv2.INTER_NEAREST) > 0
+    steps = max(1, int(share * (extent[-1] - extent[0] + 1) / RULE_SMOOTH))
+    run = np.ones((1, steps) if axis == 1 else (steps, 1), np.uint8)
+    least = cv2.morphologyEx(
+        np.where(beyond, 1.0, averaged).astype(np.float32), cv2.MORPH_OPEN, run
+    )
+    line = (least >= level / 3) & ~beyond
+    strength = np.minimum(np.minimum(averaged, 1.5 * least), cap)
+    strength = np.where(line, strength, 0).astype(np.float32)
+    strength = cv2.resize(strength, size, interpolation=cv2.INTER_LINEAR)
     back = cv2.invertAffineTransform(turn)
-    rule = cv2.warpAffine(rules.astype(np.uint8), back, (width, height), flags=cv2.INTER_NEAREST)
-    rule = cv2.dilate(rule, np.ones((3, 3), np.uint8)).astype(bool)
-    kept = strokes & ~rule
-    across = ndimage.binary_closing(kept, structure=np.ones((2 * RULE_WIDTH + 1, 1)))
-    across |= ndimage.binary_closing(kept, structure=np.ones((1, 2 * RULE_WIDTH + 1)))
-    return kept | (across & rule & (ink > 0))  # (no candidate of blank pixels)
+    return cv2.warpAffine(strength, back, (width, height), flags=cv2.INTER_LINEAR)
 
 
-def _faint(runs: np.ndarray, ink: np.ndarray, faint: float, smooth: int) -> np.ndarray:
-    """The runs whose ink (the mean above faint) is fainter than a pen's stroke, where
-    they were found in averaged ink (smooth > 1): a printed line is lighter than the ink
-    written over it, a row of digits' bars close together is not."""
-    if smooth == 1 or not runs.any():
-        return runs
-    labels, count = ndimage.label(runs, structure=np.ones((3, 3)))
-    inked = (labels > 0) & (ink > faint)
-    total = np.bincount(labels[inked], weights=ink[inked], minlength=count + 1)
-    pixels = np.bincount(labels[inked], minlength=count + 1)
-    strength = total / np.maximum(pixels, 1)
-    strength[0] = np.inf  # (not a run)
-    return (strength <= RULE_INK)[labels]
+def _turn(degrees: float, width: int, height: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The affine map that turns a picture clockwise by degrees about its centre, onto a
+    canvas large enough to keep all of it (a line in a corner stays whole), and that
+    canvas' size."""
+    cos, sin = abs(np.cos(np.radians(degrees))), abs(np.sin(np.radians(degrees)))
+    size = int(np.ceil(cos * width + sin * height)), int(np.ceil(sin * width + cos * height))
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), -degrees, 1.0)
+    turn[:, 2] += (size[0] - width) / 2, (size[1] - height) / 2
+    return turn, size
 
 
-def _tilt(ink: np.ndarray) -> float:
-    """The angle (degrees, counter-clockwise) at which rows of ink line up best: the
-    tilt of ruled lines, where there are any (the sharpest histogram of row positions)."""
+def _tilt(ink: np.ndarray, axis: int, around: float = 0.0, spread: float = RULE_TILT) -> float:
+    """The angle (degrees, counter-clockwise) within spread of around at which the ink
+    lines up best in rows (axis 1) or in columns (axis 0): the tilt of ruled lines, where
+    there are any (the sharpest histogram of the positions across them)."""
     ys, xs = np.nonzero(ink)
     step = max(1, len(ys) // 30_000)
     ys, xs = ys[::step].astype(np.float32), xs[::step].astype(np.float32)
     if len(ys) == 0:
-        return 0.0
+        return around
 
     def sharpness(degrees: float) -> float:
         t = np.radians(degrees)
-        rows = np.round(ys * np.cos(t) + xs * np.sin(t)).astype(np.int64)
-        counts = np.bincount(rows - rows.min())
+        if axis == 1:
+            across = ys * np.cos(t) + xs * np.sin(t)
+        else:
+            across = xs * np.cos(t) - ys * np.sin(t)
+        positions = np.round(across).astype(np.int64)
+        counts = np.bincount(positions - positions.min())
         return float(np.dot(counts, counts))
 
-    best = max(np.arange(-RULE_TILT, RULE_TILT + 0.01, 0.5), key=sharpness)
+    coarse = np.arange(around - spread, around + spread + 0.01, 0.5)
+    best = max(coarse, key=sharpness)
     return float(max(np.arange(best - 0.5, best + 0.51, 0.1), key=sharpness))
-
-
-def _runs(ink: np.ndarray, length: int, axis: int) -> np.ndarray:
-    """Thin lines of ink at least `length` long along axis (1: rows, 0: columns), with
-    gaps of a few pixels (a faint stretch) bridged."""
-    along = (1, length) if axis == 1 else (length, 1)
-    gap = (1, 9) if axis == 1 else (9, 1)
-    thick = (3, 1) if axis == 1 else (1, 3)  # a line a pixel off its row still counts
-    runs = cv2.dilate(ink, np.ones(thick, np.uint8))
-    runs = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones(gap, np.uint8))
-    runs = cv2.morphologyEx(runs, cv2.MORPH_OPEN, np.ones(along, np.uint8))
-    if not runs.any():
-        return runs.astype(bool)
-    # A run as wide as a digit's bar is no ruled line.
-    wide = cv2.morphologyEx(
-        runs,
-        cv2.MORPH_OPEN,
-        np.ones((RULE_WIDTH + 3, 1) if axis == 1 else (1, RULE_WIDTH + 3), np.uint8),
-    )
-    return (runs > 0) & (wide == 0)
 
 
 def _cuts(mask: np.ndarray) -> list[list[tuple[np.ndarray, int]]]:
