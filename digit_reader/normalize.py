@@ -36,6 +36,7 @@ PAPER_SIDE = 160  # the paper and the table are found on the picture shrunk to t
 PAPER_SCALE = 0.5  # the paper: the picture closed over this share of its shorter side
 TABLE_DARK = 0.8  # darker than this share of the paper, on the border: the table (or a mat)
 TABLE_STEP = 1.25  # ... when its edge is a step of at least this ratio, not a soft shadow
+BORDER = 3  # ... (pixels of the shrunk picture where the step is softened by the border)
 STROKE_SQUARE = 7  # in a photo shrunk to PAPER_SIDE, a square just wider than a pen's stroke
 TARGET_STROKE = 2.5  # MNIST-like stroke width, in pixels of the 20-pixel box
 
@@ -220,6 +221,13 @@ def _table(small: np.ndarray, paper: np.ndarray) -> np.ndarray:
     window = np.ones((5, 5), np.uint8)
     step = cv2.dilate(paper, window) / np.maximum(cv2.erode(paper, window), 1e-3)
     edge = (step >= TABLE_STEP).astype(np.uint8)
+    # In its last pixels the step is softened (the closing goes on beyond the border
+    # as at it): the edge there goes on as it is a few pixels in, or the table and the
+    # sheet would be one region, joined by the gap.
+    edge[:, :BORDER] |= edge[:, BORDER : BORDER + 1]
+    edge[:, -BORDER:] |= edge[:, -BORDER - 1 : -BORDER]
+    edge[:BORDER] |= edge[BORDER : BORDER + 1]
+    edge[-BORDER:] |= edge[-BORDER - 1 : -BORDER]
     if not edge.any():
         return np.zeros(small.shape, np.uint8)
     count, labels = cv2.connectedComponents(1 - edge, connectivity=4)
