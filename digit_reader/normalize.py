@@ -30,6 +30,7 @@ RULE_LENGTH = 0.5  # ink running on in a straight line across this share of the 
 RULE_TILT = 8.0  # ... at up to this many degrees (a sheet photographed a little turned)
 RULE_INK = 0.5  # ... and fainter than this share of the strongest ink, is a printed line
 RULE_SMOOTH = 15  # ... found in the ink averaged along this many pixels of it
+RULE_WIDTH = 13  # ... and thinner than this (pixels): ruled lines are, a digit's bar is not
 RULE_MIN_WIDTH = 100  # (pixels) in narrower pictures, no line is looked for
 COLUMN_LENGTH = 0.7  # a column of squared paper runs across this share of the sheet
 PAPER_SIDE = 160  # the paper and the table are found on the picture shrunk to this side
@@ -547,7 +548,11 @@ def _lines(ink, angle: float, share: float, axis: int, sheet, cap: float, level:
     least = cv2.morphologyEx(
         np.where(beyond, 1.0, averaged).astype(np.float32), cv2.MORPH_OPEN, run
     )
-    line = (least >= level / 3) & ~beyond
+    line = ((least >= level / 3) & ~beyond).astype(np.uint8)
+    # A line is thin across: a band as thick as a digit's bar that runs on is a row of
+    # digits joined (fast writing), not paper.
+    across = np.ones((RULE_WIDTH, 1) if axis == 1 else (1, RULE_WIDTH), np.uint8)
+    line = (line > 0) & (cv2.morphologyEx(line, cv2.MORPH_OPEN, across) == 0)
     strength = np.minimum(np.minimum(averaged, 1.5 * least), cap)
     strength = np.where(line, strength, 0).astype(np.float32)
     strength = cv2.resize(strength, size, interpolation=cv2.INTER_LINEAR)
