@@ -1,4 +1,4 @@
-"""Stage 6: make sure the MLflow registry holds the model that dvc.lock describes.
+"""Stage 7: make sure the MLflow registry holds the model that dvc.lock describes.
 
 The registered model is the pictures-to-digits pyfunc of digit_reader/digit_model.py with the
 trained network inside. A new version whose test accuracy reaches promote.min_accuracy
