@@ -109,7 +109,9 @@ class DigitReader(mlflow.pyfunc.PythonModel):
         [probabilities] = self.network.run(None, {self.pixels: pixels})
         return probabilities[:, :NOT_A_DIGIT]
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[dict]:
+        """One {'digits', 'boxes'} per picture: plain records, which MLflow's server writes
+        out as they are (a DataFrame would cost it a round trip through pandas)."""
         if COLUMN not in model_input.columns:
             raise BadInput(f"missing column '{COLUMN}' (base64-encoded PNG or JPEG pictures)")
         if len(model_input) == 0:
@@ -120,7 +122,7 @@ class DigitReader(mlflow.pyfunc.PythonModel):
             pages = [
                 candidates(decode_image(text, i)) for i, text in enumerate(model_input[COLUMN])
             ]
-            return pd.DataFrame(self.read(pages), columns=["digits", "boxes"])
+            return self.read(pages)
 
     def read(self, pages: list[Page]) -> list[dict]:
         """Classify the candidate digits of all pictures in one batch, then read each."""
