@@ -450,7 +450,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="model server processes (1)")
-    parser.add_argument("--poll", type=float, default=5, help="seconds between alias look-ups (5)")
+    # One look-up costs the registry one small request; a promotion waits half of it.
+    parser.add_argument("--poll", type=float, default=2, help="seconds between alias look-ups (2)")
     parser.add_argument(
         "--max-body",
         type=int,
