@@ -151,8 +151,9 @@ class ModelServer:
             )
 
     def wait_ready(self) -> None:
-        """Return once it has read a warm-up picture (which also traces the network, so
-        that no user's request is the slow first one); EndpointError if it does not."""
+        """Return once it has read a warm-up picture (which also warms up the network's
+        runtime, so that no user's request is the slow first one); EndpointError if it
+        does not."""
         from core.packaging import EXAMPLE
         from serving.client import read_endpoint, wait_until_ready
 
