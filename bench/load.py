@@ -132,6 +132,19 @@ def hey_in_background(url: str, body: Path, concurrency: int, seconds: float):
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
 
+def start_up(store: str, uri: str, body: Path) -> tuple[float, int, int]:
+    """Seconds from starting `python -m serving` (1 worker) on uri to its first answer
+    to body, and the resident bytes then: of its whole process tree, and of its largest
+    process (the uvicorn worker that holds the model)."""
+    started = time.monotonic()
+    with serve(store, uri, workers=1) as (url, pid):
+        post(url, body.read_bytes())
+        seconds = time.monotonic() - started
+        root = psutil.Process(pid)
+        largest = max(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        return seconds, server_memory(pid), largest
+
+
 def switch_under_load(url: str, body: Path, seconds: float) -> tuple[Result, float]:
     """hey at concurrency 16 while the alias `champion` moves to the twin (version 2):
     hey's result, and the seconds from the move to the first answer of version 2."""
@@ -197,6 +210,11 @@ def main() -> None:
         body = bodies(folder)
         pictures = {kind: body[kind] for kind in ("1 digit", "5 digits")}
         keras = keras_model(folder, MODEL_PATH)
+        # Before any load, so that nothing else runs on the cores.
+        starts = {
+            model: start_up(store, f"models:/{name}@{alias}", body["1 digit"])
+            for model, alias in ((MODEL, "champion"), (IDENTITY, "identity"))
+        }
         for workers in worker_counts:
             for model, uri, kinds in (
                 (MODEL, f"models:/{name}@champion", pictures),
@@ -219,6 +237,12 @@ def main() -> None:
             survived, back_seconds = death_under_load(url, pid, body["1 digit"], death)
     report(table, args.seconds, max(levels), worker_counts)
     mb = 1 / 2**20
+    for model, (seconds, tree, largest) in starts.items():
+        print(
+            f"- {SERVE}, 1 worker, {model}, idle machine: first answer {seconds:.1f} s after "
+            f"the start; resident {tree * mb:.0f} MB in all its processes, "
+            f"{largest * mb:.0f} MB in the largest"
+        )
     print(
         f"- {PRODUCTION}, 2 workers, {soaked.count} requests at concurrency 16: "
         f"{soaked.rate:.0f}/s, {soaked.errors} errors, p99/p50 {soaked.p99 / soaked.p50:.2f}; "

@@ -50,6 +50,7 @@ RAW_DIR = ROOT / "data/raw"  # the MNIST files as downloaded (fetch)
 PREPARED_DIR = ROOT / "data/prepared"  # train, val, test and feedback .npz (preprocess)
 PIECES_PATH = ROOT / "data/pieces.npz"  # candidates cut from written numbers (pieces)
 MODEL_PATH = ROOT / "models/model.keras"  # the trained network (train)
+ONNX_PATH = ROOT / "models/model.onnx"  # the network for ONNX Runtime (export; beside it)
 RUN_PATH = ROOT / "models/mlflow_run.json"  # the MLflow run that trained it (train)
 REPORTS_DIR = ROOT / "reports"  # curves, confusion matrix, misclassified digits
 METRICS_PATH = REPORTS_DIR / "metrics.json"  # test metrics (evaluate)

@@ -109,4 +109,15 @@ def model_files_problem(files: Path) -> str | None:
             whole = archive.testzip() is None
     except zipfile.BadZipFile:
         whole = False
-    return None if whole else f"its network file {networks[0].name} is corrupt"
+    if not whole:
+        return f"its network file {networks[0].name} is corrupt"
+    # The export the model runs (versions before pipeline/export.py have none): whole
+    # when ONNX Runtime reads it.
+    for export in files.glob("artifacts/*.onnx"):
+        import onnxruntime
+
+        try:
+            onnxruntime.InferenceSession(export, providers=["CPUExecutionProvider"])
+        except Exception:  # ONNX Runtime's errors share no base class of their own
+            return f"its network file {export.name} is corrupt"
+    return None

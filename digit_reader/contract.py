@@ -45,5 +45,7 @@ def read_model(model, pictures: list[bytes]) -> list[dict]:
     results = []
     for start in range(0, len(pictures), MAX_BATCH):
         batch = [encode(picture) for picture in pictures[start : start + MAX_BATCH]]
-        results += model.predict(pd.DataFrame({COLUMN: batch})).to_dict("records")
+        answer = model.predict(pd.DataFrame({COLUMN: batch}))
+        # Records; versions registered before the ONNX export answer a DataFrame.
+        results += answer.to_dict("records") if isinstance(answer, pd.DataFrame) else answer
     return results

@@ -1,9 +1,11 @@
 """The registered model: pictures in, digits out.
 
 An MLflow pyfunc logged from code ("models from code"): MLflow runs this file when the
-model loads, so nothing is unpickled. The trained Keras network is the artifact
-`keras_model`; the normalisation (normalize.py) and the choice of the digits read
-(reading.py) ship with it, in this package.
+model loads, so nothing is unpickled. The trained network runs in ONNX Runtime, from the
+artifact `onnx_model` (pipeline/export.py; the .keras file it came from ships beside it
+as `keras_model`), so that loading the model imports no TensorFlow. The normalisation
+(normalize.py) and the choice of the digits read (reading.py) ship with it, in this
+package.
 
 What it takes and answers, and its limits: contract.py.
 """
@@ -85,23 +87,31 @@ def box(digit: Digit, probabilities: np.ndarray) -> dict:
 
 class DigitReader(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        import keras
-        import tensorflow as tf
+        import onnxruntime
 
-        model = keras.models.load_model(context.artifacts["keras_model"], compile=False)
-        # A compiled call: ~2.4 ms for one digit where model.predict() costs ~105 ms.
-        # The digits' probabilities only: what they leave to 1 is the network's belief
-        # that the candidate is not one whole digit (NOT_A_DIGIT, its 11th answer).
-        self.classify = tf.function(
-            lambda pixels: model(pixels, training=False)[:, :NOT_A_DIGIT],
-            input_signature=[tf.TensorSpec((None, 28, 28, 1), tf.uint8)],
+        options = onnxruntime.SessionOptions()
+        # One thread: the batches are a few digits, and a worker has its core (2 threads
+        # took 1.15 ms for one digit where one takes 0.58 ms; docs/serving.md).
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        self.network = onnxruntime.InferenceSession(
+            context.artifacts["onnx_model"], options, providers=["CPUExecutionProvider"]
         )
+        [self.pixels] = (spec.name for spec in self.network.get_inputs())
         # One prediction at a time per process: MLflow's server runs each request in a
         # thread, and threads of this Python-heavy work only fight over the GIL (4 threads
         # read 162 pictures/s where one reads 206). More processes: `--workers`.
         self.one_at_a_time = threading.Lock()
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+    def classify(self, pixels: np.ndarray) -> np.ndarray:
+        """The digits' probabilities for a batch of 28x28x1 uint8 digits. What they leave
+        to 1 is the network's belief that the candidate is not one whole digit
+        (NOT_A_DIGIT, its 11th answer)."""
+        [probabilities] = self.network.run(None, {self.pixels: pixels})
+        return probabilities[:, :NOT_A_DIGIT]
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[dict]:
+        """One {'digits', 'boxes'} per picture: plain records, which MLflow's server writes
+        out as they are (a DataFrame would cost it a round trip through pandas)."""
         if COLUMN not in model_input.columns:
             raise BadInput(f"missing column '{COLUMN}' (base64-encoded PNG or JPEG pictures)")
         if len(model_input) == 0:
@@ -112,12 +122,12 @@ class DigitReader(mlflow.pyfunc.PythonModel):
             pages = [
                 candidates(decode_image(text, i)) for i, text in enumerate(model_input[COLUMN])
             ]
-            return pd.DataFrame(self.read(pages), columns=["digits", "boxes"])
+            return self.read(pages)
 
     def read(self, pages: list[Page]) -> list[dict]:
         """Classify the candidate digits of all pictures in one batch, then read each."""
         batch = np.concatenate([page.pixels for page in pages])
-        probabilities = self.classify(batch).numpy() if len(batch) else np.zeros((0, 10))
+        probabilities = self.classify(batch) if len(batch) else np.zeros((0, 10))
         results, start = [], 0
         for page in pages:
             stop = start + len(page.digits)

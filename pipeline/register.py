@@ -1,4 +1,4 @@
-"""Stage 6: make sure the MLflow registry holds the model that dvc.lock describes.
+"""Stage 7: make sure the MLflow registry holds the model that dvc.lock describes.
 
 The registered model is the pictures-to-digits pyfunc of digit_reader/digit_model.py with the
 trained network inside. A new version whose test accuracy reaches promote.min_accuracy
@@ -10,11 +10,13 @@ The store may be another one (MLFLOW_TRACKING_URI, the team's server), the clone
 one whose model came from the DVC remote or the run cache without training. It is
 idempotent and quick when there is nothing to do: a version is identified by the md5
 of models/model.keras (the hash in dvc.lock) and the md5 of the serving code packaged
-with it, and a model already registered is not registered again. Its evaluation is
-brought up to date, though: after a change to `evaluate`, to the numbers benchmark or to
-the held-out corrections, the version's tags and its run's metrics show the new figures
-of reports/metrics.json. When the training run is not in this store (the model was
-trained against another one), a new run is created for it.
+with it, and a model already registered is not registered again. (Not by its ONNX
+export, models/model.onnx, which the version ships and runs: converting the same network
+again gives other bytes, and evaluate has checked that it reads as the network does.)
+Its evaluation is brought up to date, though: after a change to `evaluate`, to the
+numbers benchmark or to the held-out corrections, the version's tags and its run's
+metrics show the new figures of reports/metrics.json. When the training run is not in
+this store (the model was trained against another one), a new run is created for it.
 """
 
 import hashlib

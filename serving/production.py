@@ -151,8 +151,9 @@ class ModelServer:
             )
 
     def wait_ready(self) -> None:
-        """Return once it has read a warm-up picture (which also traces the network, so
-        that no user's request is the slow first one); EndpointError if it does not."""
+        """Return once it has read a warm-up picture (which also warms up the network's
+        runtime, so that no user's request is the slow first one); EndpointError if it
+        does not."""
         from core.packaging import EXAMPLE
         from serving.client import read_endpoint, wait_until_ready
 
@@ -450,7 +451,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="model server processes (1)")
-    parser.add_argument("--poll", type=float, default=5, help="seconds between alias look-ups (5)")
+    # One look-up costs the registry one small request; a promotion waits half of it.
+    parser.add_argument("--poll", type=float, default=2, help="seconds between alias look-ups (2)")
     parser.add_argument(
         "--max-body",
         type=int,

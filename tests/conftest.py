@@ -37,7 +37,7 @@ def work(tmp_path_factory, mirror) -> Path:
             train={"epochs": epochs, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False},
             promote={"min_accuracy": 0.5},
         )
-        for stage in ("fetch", "preprocess", "pieces", "train", "evaluate", "register"):
+        for stage in ("fetch", "preprocess", "pieces", "train", "export", "evaluate", "register"):
             result = run_stage(
                 f"pipeline.{stage}", work, MNIST_MIRROR=str(mirror), MLFLOW_TRACKING_URI=store(work)
             )
@@ -47,14 +47,14 @@ def work(tmp_path_factory, mirror) -> Path:
 
 @pytest.fixture(scope="session")
 def classify(work):
-    """The network of the tests' champion (version 1), as the registered model calls it:
-    a batch of 28x28 uint8 digits in, probabilities out."""
+    """The network of the tests' champion (version 1), as the registered model calls it
+    (its ONNX export): a batch of 28x28 uint8 digits in, the digits' probabilities out."""
     import mlflow
 
     mlflow.set_tracking_uri(store(work))
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1")
     reader = model.unwrap_python_model()
-    return lambda pixels: reader.classify(pixels).numpy()
+    return reader.classify
 
 
 def pytest_collection_modifyitems(items) -> None:

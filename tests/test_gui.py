@@ -227,7 +227,6 @@ def test_a_digit_is_corrected_by_clicking_it_and_typing_and_saved_as_the_model_s
     assert (
         window.app.reader.model.unwrap_python_model()
         .classify(digit[np.newaxis, ..., np.newaxis])
-        .numpy()
         .argmax()
         == 7
     )  # the pixels the model read as the 7

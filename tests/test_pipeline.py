@@ -253,7 +253,7 @@ def test_corrections_from_the_app_are_measured_and_learned_from_when_asked(repo,
     set_params(repo, preprocess={"feedback_repeat": 3}, train={"epochs": 2})
     out = sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror))
     # (The pieces too: they are cut from the training split's digits.)
-    stages = ["preprocess", "pieces", "train", "evaluate", "register"]
+    stages = ["preprocess", "pieces", "train", "export", "evaluate", "register"]
     assert re.findall(r"Running stage '(\w+)'", out) == stages
     assert "50 corrected digits: 15 held out, 35 x 3 in the training split" in out
     metrics = json.loads((in_clone(repo, METRICS_PATH)).read_text())
