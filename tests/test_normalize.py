@@ -221,16 +221,24 @@ def test_tilted_ruled_lines_are_not_ink(tilt, classify):
     assert read(image, classify) == "7219"
 
 
-def test_photos_of_the_benchmark_come_out_with_the_right_count(mnist_test, classify):
+def test_lines_edges_and_tables_in_photos_of_the_benchmark_are_not_ink(mnist_test):
     """The photo set of the numbers benchmark (synthetic/numbers.py): sheets turned on
-    tables, ruled and squared lines, shadows, blue ink, JPEG. Whatever the small network
-    of the tests reads, the count of digits comes out right in nearly every picture:
-    lines, the sheet's edge and the table are not digits. (With the registered network:
-    2 of these 100 wrong, where 8 were before lines were taken away by their strength.)"""
+    tables, ruled and squared lines, shadows, blue ink, JPEG. What is left of a line, of
+    the sheet's edge or of the table is a long stroke beside the digits, and joins them
+    into one: in nearly no photo is a part of the ink longer than twice the parts'
+    median height (3 of these 100; 11 when lines were cut out as a mask, not taken
+    away by their strength)."""
     numbers = make_sets(*mnist_test, seed=7, count=100, names=["photo"])["photo"]
-    readings = [read(opened(n.png), classify) for n in numbers]
-    result = score([n.digits for n in numbers], readings)
-    assert result["too_few"] + result["too_many"] <= 3, result
+    with_long_parts = []
+    for number in numbers:
+        page = candidates(opened(number.png))
+        parts = [
+            d for (start, stop), d in zip(page.runs, page.digits, strict=True) if stop == start + 1
+        ]
+        height = np.median([d.height for d in parts])
+        if any(max(d.width, d.height) > 2 * height for d in parts):
+            with_long_parts.append(number.digits)
+    assert len(with_long_parts) <= 4, with_long_parts
 
 
 def test_the_table_in_a_corner_is_not_ink(classify):
