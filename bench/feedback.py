@@ -135,8 +135,8 @@ def test_accuracy(keras_path: Path) -> float:
 
 
 def train_with(folder: Path, repeat: int, changes: dict) -> Path:
-    """preprocess and train in folder, with its corrections repeated and the clone's
-    parameters changed by changes; the model's path."""
+    """preprocess, train and export in folder, with its corrections repeated and the
+    clone's parameters changed by changes; the model's path."""
     in_clone(folder, RAW_DIR).parent.mkdir(parents=True)
     shutil.copytree(RAW_DIR, in_clone(folder, RAW_DIR))
     params = yaml.safe_load(PARAMS_PATH.read_text())
@@ -150,7 +150,7 @@ def train_with(folder: Path, repeat: int, changes: dict) -> Path:
         TF_CPP_MIN_LOG_LEVEL="2",
         MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}",
     )
-    for stage in ("preprocess", "pieces", "train"):
+    for stage in ("preprocess", "pieces", "train", "export"):
         subprocess.run([sys.executable, "-m", f"pipeline.{stage}"], cwd=folder, env=env, check=True)
     return in_clone(folder, MODEL_PATH)
 
