@@ -3,7 +3,8 @@
 Both take PNG bytes and answer like the registered model: {'digits': '170', 'boxes': [...]}
 (digit_reader/contract.py), plus 'model_version': the registered version that read it, where
 known (an endpoint says so in a header; `python -m serving` does not). `load` and `read`
-are slow (TensorFlow, the network): the app calls them off the Tk thread. `load` raises a
+are slow (MLflow's loading, the network, an HTTP round trip): the app calls them off the
+Tk thread. `load` raises a
 UserError (core/errors.py) with the command that fixes a missing model or endpoint.
 """
 
