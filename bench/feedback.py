@@ -50,6 +50,7 @@ PER_DIGIT = 30  # drawings of each digit, in each of the two sets
 QUICK_PER_DIGIT = 3
 QUICK_TRAINING = {"preprocess": {"train_subset": 2000}, "pieces": {"numbers": 30}}
 QUICK_TRAINING["train"] = {"epochs": 1, "warmup_epochs": 0}
+QUICK_TRAINING["lines"] = {"numbers": 256, "epochs": 1}
 
 
 # The hand: how some people (engineers, programmers) write. A zero with a slash through
@@ -150,7 +151,7 @@ def train_with(folder: Path, repeat: int, changes: dict) -> Path:
         TF_CPP_MIN_LOG_LEVEL="2",
         MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}",
     )
-    for stage in ("preprocess", "pieces", "train", "export"):
+    for stage in ("preprocess", "pieces", "train", "lines", "export"):
         subprocess.run([sys.executable, "-m", f"pipeline.{stage}"], cwd=folder, env=env, check=True)
     return in_clone(folder, MODEL_PATH)
 

@@ -40,16 +40,22 @@ def exported(keras_path: Path) -> Path:
     return keras_path.with_suffix(".onnx")
 
 
+def line_reader(keras_path: Path) -> Path:
+    """Where the line reader (pipeline/lines.py) of a digit network is: beside it."""
+    return keras_path.with_name("lines.keras")
+
+
 def model_arguments(keras_path: Path) -> dict:
-    """Arguments of mlflow.pyfunc.save_model and log_model for a trained .keras file and
-    its ONNX export beside it, which the model runs."""
+    """Arguments of mlflow.pyfunc.save_model and log_model for a trained .keras file, the
+    line reader beside it and their ONNX exports, which the model runs."""
     import errno
     from importlib.metadata import version
 
-    onnx_path = exported(keras_path)
-    if not onnx_path.is_file():  # one line (core/errors.py), naming the fix
-        problem = "No such file: export the network with `dvc repro export`"
-        raise FileNotFoundError(errno.ENOENT, problem, str(onnx_path))
+    lines_path = line_reader(keras_path)
+    for path in (lines_path, exported(keras_path), exported(lines_path)):
+        if not path.is_file():  # one line (core/errors.py), naming the fix
+            problem = "No such file: train and export with `dvc repro export`"
+            raise FileNotFoundError(errno.ENOENT, problem, str(path))
 
     import mlflow
     import pandas as pd
@@ -58,8 +64,13 @@ def model_arguments(keras_path: Path) -> dict:
 
     return {
         "python_model": str(MODEL_PACKAGE / "digit_model.py"),
-        # The .keras file rides along: the network as trained, for whoever wants it.
-        "artifacts": {"keras_model": str(keras_path), "onnx_model": str(onnx_path)},
+        # The .keras files ride along: the networks as trained, for whoever wants them.
+        "artifacts": {
+            "keras_model": str(keras_path),
+            "onnx_model": str(exported(keras_path)),
+            "lines_keras_model": str(lines_path),
+            "lines_onnx_model": str(exported(lines_path)),
+        },
         "code_paths": [str(MODEL_PACKAGE)],
         "signature": SIGNATURE,
         "input_example": pd.DataFrame({COLUMN: [encode(EXAMPLE.read_bytes())]}),

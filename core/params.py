@@ -65,6 +65,13 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "augment": BOOLEAN,
         "seed": int_from(0),
     },
+    "lines": {
+        "numbers": int_from(1),
+        "epochs": int_from(1),
+        "batch_size": int_from(1),
+        "learning_rate": POSITIVE_NUMBER,
+        "seed": int_from(0),
+    },
     "evaluate": {"pictures": int_from(1, MNIST_TEST_SIZE), "numbers": int_from(1)},
     "mlflow": {"experiment": NAME, "model_name": NAME},
     "promote": {"min_accuracy": FRACTION},
@@ -108,6 +115,12 @@ def _check_cross_fields(params: dict) -> None:
         raise ParamsError(
             f"train.warmup_epochs = {train['warmup_epochs']} is invalid: expected a whole "
             f"number from 0 to {train['epochs'] - 1} (fewer than train.epochs)"
+        )
+    lines = params["lines"]
+    if lines["numbers"] < lines["batch_size"]:
+        raise ParamsError(
+            f"lines.numbers = {lines['numbers']} is invalid: expected at least "
+            f"lines.batch_size ({lines['batch_size']}), the numbers of one batch"
         )
     prep = params["preprocess"]
     room = MNIST_TRAIN_SIZE - prep["val_size"]

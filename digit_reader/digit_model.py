@@ -1,11 +1,12 @@
 """The registered model: pictures in, digits out.
 
 An MLflow pyfunc logged from code ("models from code"): MLflow runs this file when the
-model loads, so nothing is unpickled. The trained network runs in ONNX Runtime, from the
-artifact `onnx_model` (pipeline/export.py; the .keras file it came from ships beside it
-as `keras_model`), so that loading the model imports no TensorFlow. The normalisation
-(normalize.py) and the choice of the digits read (reading.py) ship with it, in this
-package.
+model loads, so nothing is unpickled. The trained networks run in ONNX Runtime, from the
+artifacts `onnx_model` (the digit network) and `lines_onnx_model` (the line reader,
+which reads a number whole: lines.py), exported by pipeline/export.py; the .keras files
+they came from ship beside them. So loading the model imports no TensorFlow. The
+normalisation (normalize.py) and the choice of the digits read (reading.py, lines.py)
+ship with it, in this package.
 
 What it takes and answers, and its limits: contract.py.
 """
@@ -25,8 +26,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
 from digit_reader.contract import COLUMN, MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode, png
+from digit_reader.lines import STRIDE, may_hold_joined_digits, padded
 from digit_reader.normalize import NOT_A_DIGIT, Digit, Page, candidates
-from digit_reader.reading import best_reading
+from digit_reader.reading import best_reading, chosen_reading
 
 
 class BadInput(MlflowException):
@@ -93,10 +95,12 @@ class DigitReader(mlflow.pyfunc.PythonModel):
         # One thread: the batches are a few digits, and a worker has its core (2 threads
         # took 1.15 ms for one digit where one takes 0.58 ms; docs/serving.md).
         options.intra_op_num_threads = options.inter_op_num_threads = 1
-        self.network = onnxruntime.InferenceSession(
-            context.artifacts["onnx_model"], options, providers=["CPUExecutionProvider"]
+        self.network, self.lines = (
+            onnxruntime.InferenceSession(
+                context.artifacts[name], options, providers=["CPUExecutionProvider"]
+            )
+            for name in ("onnx_model", "lines_onnx_model")
         )
-        [self.pixels] = (spec.name for spec in self.network.get_inputs())
         # One prediction at a time per process: MLflow's server runs each request in a
         # thread, and threads of this Python-heavy work only fight over the GIL (4 threads
         # read 162 pictures/s where one reads 206). More processes: `--workers`.
@@ -106,8 +110,16 @@ class DigitReader(mlflow.pyfunc.PythonModel):
         """The digits' probabilities for a batch of 28x28x1 uint8 digits. What they leave
         to 1 is the network's belief that the candidate is not one whole digit
         (NOT_A_DIGIT, its 11th answer)."""
-        [probabilities] = self.network.run(None, {self.pixels: pixels})
+        [probabilities] = self.network.run(None, {"pixels": pixels})
         return probabilities[:, :NOT_A_DIGIT]
+
+    def read_line(self, page: Page) -> np.ndarray:
+        """The line reader's probabilities for each STRIDE columns of the page's line
+        (not for the empty columns after it, which it was never taught to read)."""
+        [logits] = self.lines.run(None, {"line": padded(page.line)})
+        logits = logits[0, : page.line.pixels.shape[1] // STRIDE]
+        logits = logits - logits.max(axis=1, keepdims=True)
+        return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[dict]:
         """One {'digits', 'boxes'} per picture: plain records, which MLflow's server writes
@@ -125,13 +137,18 @@ class DigitReader(mlflow.pyfunc.PythonModel):
             return self.read(pages)
 
     def read(self, pages: list[Page]) -> list[dict]:
-        """Classify the candidate digits of all pictures in one batch, then read each."""
+        """Classify the candidate digits of all pictures in one batch, then read each: the
+        best cut of its ink, unless the line reader reads the whole line otherwise and
+        surely (lines.py)."""
         batch = np.concatenate([page.pixels for page in pages])
         probabilities = self.classify(batch) if len(batch) else np.zeros((0, 10))
         results, start = [], 0
         for page in pages:
             stop = start + len(page.digits)
-            boxes = [box(d, p) for d, p in best_reading(page, probabilities[start:stop])]
+            reading = best_reading(page, probabilities[start:stop])
+            if page.line is not None and may_hold_joined_digits(page.line):
+                reading = chosen_reading(page.line, page.strokes, reading, self.read_line(page))
+            boxes = [box(d, p) for d, p in reading]
             start = stop
             results.append({"digits": "".join(str(b["digit"]) for b in boxes), "boxes": boxes})
         return results

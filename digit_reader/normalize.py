@@ -41,6 +41,10 @@ BORDER = 3  # ... (pixels of the shrunk picture where the step is softened by th
 STROKE_SQUARE = 7  # in a photo shrunk to PAPER_SIDE, a square just wider than a pen's stroke
 TARGET_STROKE = 2.5  # MNIST-like stroke width, in pixels of the 20-pixel box
 
+LINE_HEIGHT = 32  # the line reader's input: a number's ink scaled to this many rows ...
+LINE_MARGIN = 2  # ... with this many empty on each side
+LINE_STROKE = 3.0  # ... its strokes thickened to at least this width (line pixels)
+
 MAX_PARTS = 4  # parts one digit may have: the strokes of a 4 or a 5, pieces of a cut
 MAX_ASPECT = 1.6  # a run of parts wider than this times its height is never one digit
 MIN_CUT_ASPECT = 1.0  # strokes wider than this times their height are tried cut apart
@@ -66,6 +70,9 @@ SMALL_HEIGHT = 0.5  # strokes lower than this share of the tallest are never cut
 NOT_A_DIGIT = 10
 
 
+Box = tuple[slice, slice]  # rows, columns
+
+
 @dataclass(frozen=True)
 class Digit:
     """One digit found in a picture: its box in picture pixels and its 28x28 MNIST form."""
@@ -75,6 +82,18 @@ class Digit:
     width: int
     height: int
     pixels: np.ndarray  # (28, 28) uint8, light ink on black
+
+
+@dataclass(frozen=True)
+class Line:
+    """A number's strokes (not its specks) in their box, scaled to LINE_HEIGHT rows with
+    a margin, light ink on black: what the line reader reads whole (digit_reader/lines.py).
+    A point (column, row) of it lies at x + (column - LINE_MARGIN) / scale in the picture."""
+
+    pixels: np.ndarray  # (LINE_HEIGHT, width) uint8
+    x: int
+    y: int
+    scale: float  # line pixels per picture pixel
 
 
 @dataclass
@@ -94,6 +113,8 @@ class Page:
     runs: list[tuple[int, int]] = field(default_factory=list)  # parts [start, stop)
     ends: list[tuple[int, int]] = field(default_factory=list)  # the ways its ends are cut
     digits: list[Digit] = field(default_factory=list)  # one per run
+    line: Line | None = None  # the whole number, for the line reader
+    strokes: int = 0  # connected strokes of ink (not specks): digits joined make fewer
 
     @property
     def pixels(self) -> np.ndarray:
@@ -266,7 +287,8 @@ def candidates(image: Image.Image) -> Page:
     if strongest < MIN_CONTRAST:
         return Page()
     ink = ink / strongest
-    strokes, parts = _parts(ink, max(INK_THRESHOLD, _noise(ink, sheet)))
+    kept = _kept_strokes(ink, max(INK_THRESHOLD, _noise(ink, sheet)))
+    strokes, parts = _parts(kept)
     tallest = max(_length(part.box[0]) for part in parts) if parts else 1
     pairs = list(zip(parts, parts[1:], strict=False))
     boundaries = [None, *(_boundary_cut(strokes, a, b) for a, b in pairs), None]
@@ -277,6 +299,8 @@ def candidates(image: Image.Image) -> Page:
         overlaps=[_overlap(a.box[1], b.box[1]) for a, b in pairs] + [0.0],
         crossings=[_ways(strokes, boundary) for boundary in boundaries],
         bottoms=[part.box[0].stop for part in parts],
+        line=_line(ink, kept),
+        strokes=len(kept),
     )
     # A stroke cut in pieces stays a candidate whole, however wide or many its pieces:
     # a wide 2 alone is one digit (the prior on width weighs it).
@@ -304,6 +328,32 @@ def candidates(image: Image.Image) -> Page:
     return page
 
 
+def line_of(ink: np.ndarray) -> Line | None:
+    """The line of a clean picture's ink (0-1, 0 is paper): for making training lines."""
+    return _line(ink, _kept_strokes(ink, INK_THRESHOLD * float(ink.max(initial=0))))
+
+
+def _line(ink: np.ndarray, kept: list[tuple[Box, np.ndarray]]) -> Line | None:
+    if not kept:
+        return None
+    rows, cols = _union([box for box, _ in kept])
+    mask = np.zeros((_length(rows), _length(cols)), dtype=bool)
+    for (part_rows, part_cols), part_mask in kept:
+        top, left = part_rows.start - rows.start, part_cols.start - cols.start
+        mask[top : top + part_mask.shape[0], left : left + part_mask.shape[1]] |= part_mask
+    scale = (LINE_HEIGHT - 2 * LINE_MARGIN) / mask.shape[0]
+    stroke = 2 * mask.sum() / max(_boundary(mask).sum(), 1)
+    # The faint anti-aliased edge of the strokes too, as in _digit.
+    crop = np.where(ndimage.binary_dilation(mask), ink[rows, cols], 0).astype(np.float32)
+    grow = int(round((LINE_STROKE / scale - stroke) / 2))
+    if grow > 0:  # thin strokes on a big canvas would be hair-thin at 28 rows
+        crop = ndimage.maximum_filter(crop, size=2 * grow + 1)
+    size = (max(1, round(crop.shape[1] * scale)), LINE_HEIGHT - 2 * LINE_MARGIN)
+    small = np.asarray(Image.fromarray(crop, "F").resize(size, Image.BILINEAR))
+    small = np.pad(np.clip(small / max(float(small.max()), 1e-6), 0, 1), LINE_MARGIN)
+    return Line(np.round(small * 255).astype(np.uint8), cols.start, rows.start, scale)
+
+
 def to_mnist(crop: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
     """A digit's ink as a 28x28 uint8 MNIST digit; size is the longer side of its strokes."""
     scale = 20 / size
@@ -326,9 +376,6 @@ def to_mnist(crop: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
     top, left = int(round(14 - center_y)), int(round(14 - center_x))
     _paste(field, crop, top, left)
     return np.round(field * 255).astype(np.uint8)
-
-
-Box = tuple[slice, slice]
 
 
 def _noise(ink: np.ndarray, sheet: np.ndarray) -> float:
@@ -365,26 +412,12 @@ class _Part:
     mask: np.ndarray
 
 
-def _parts(ink: np.ndarray, threshold: float) -> tuple[list[_Stroke], list[_Part]]:
-    """The strokes that are not specks, with their cuts, and the parts they make (wide
+def _parts(kept: list[tuple[Box, np.ndarray]]) -> tuple[list[_Stroke], list[_Part]]:
+    """The strokes kept (not specks), with their cuts, and the parts they make (wide
     strokes cut at their vertical cuts), by their centres, left to right."""
-    labels = _strokes(ink > threshold)
-    count = int(labels.max())
-    boxes = ndimage.find_objects(labels)
-    areas = ndimage.sum_labels(np.ones_like(ink), labels, range(1, count + 1))
-    min_size = SPECK_SIZE * min(ink.shape)
-    kept = [
-        i
-        for i, box in enumerate(boxes)
-        if box  # None: a fragment now part of another stroke
-        and areas[i] >= SPECK_AREA * areas.max()
-        and max(_length(box[0]), _length(box[1])) >= min_size
-    ]
-    tallest = max((_length(boxes[i][0]) for i in kept), default=1)
+    tallest = max((_length(rows) for (rows, _), _ in kept), default=1)
     strokes, parts = [], []
-    for i in kept:
-        rows, cols = boxes[i]
-        mask = labels[rows, cols] == i + 1
+    for (rows, cols), mask in kept:
         # Only a stroke of a digit's height can be two digits joined.
         cuts = _cuts(mask) if _length(rows) >= SMALL_HEIGHT * tallest else []
         stroke = _Stroke((rows, cols), mask, cuts)
@@ -394,6 +427,22 @@ def _parts(ink: np.ndarray, threshold: float) -> tuple[list[_Stroke], list[_Part
             parts.append(_Part(len(strokes), piece, box, piece_mask))
         strokes.append(stroke)
     return strokes, sorted(parts, key=lambda part: part.box[1].start + part.box[1].stop)
+
+
+def _kept_strokes(ink: np.ndarray, threshold: float) -> list[tuple[Box, np.ndarray]]:
+    """The box and mask of each stroke of the ink that is not a speck."""
+    labels = _strokes(ink > threshold)
+    count = int(labels.max())
+    boxes = ndimage.find_objects(labels)
+    areas = ndimage.sum_labels(np.ones_like(ink), labels, range(1, count + 1))
+    min_size = SPECK_SIZE * min(ink.shape)
+    return [
+        (box, labels[box] == i + 1)
+        for i, box in enumerate(boxes)
+        if box  # None: a fragment now part of another stroke
+        and areas[i] >= SPECK_AREA * areas.max()
+        and max(_length(box[0]), _length(box[1])) >= min_size
+    ]
 
 
 def _tight(stroke: _Stroke, keep) -> tuple[Box, np.ndarray]:

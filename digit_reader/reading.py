@@ -11,12 +11,16 @@ far apart), minus a cost for each boundary that separates parts lying one above 
 other or cuts a stroke. A small part may be left out as a speck. Dynamic programming
 finds the best partition exactly. docs/reading.md tells why.
 
+`chosen_reading` then weighs it against the line reader's (lines.py), which reads the
+number whole and does best where digits are joined.
+
 Ships inside the registered model, with normalize.py.
 """
 
 import numpy as np
 from PIL import Image
 
+from digit_reader.lines import BLANK, Line, best_path, line_reading
 from digit_reader.normalize import SMALL_HEIGHT, Digit, Page, candidates
 
 # The prior of one digit, in log-probability units (tuned on bench/reading.py).
@@ -30,6 +34,9 @@ FLOAT_FREE, FLOAT_COST = 0.15, 4.0  # a digit whose bottom stays above its neigh
 CUT_COST = 0.25  # reading the pieces of one cut stroke as different digits costs
 DIGIT_BONUS = 0.5  # added per digit: weighs a reading of more digits against fewer
 DROP_COST = 0.5  # leaving out a small part as a speck costs
+# The line reader's reading replaces the cut one only where it finds it this much
+# likelier (in log-probability: e^2, about 7 times; tuned on bench/reading.py's sets).
+LINE_MARGIN_LOG = 2.0
 
 
 def best_reading(page: Page, probabilities: np.ndarray) -> list[tuple[Digit, np.ndarray]]:
@@ -110,3 +117,38 @@ def _float(page: Page, start: int, stop: int) -> float:
     if not beside:
         return 0.0
     return (max(beside) - max(page.bottoms[start:stop])) / page.tallest
+
+
+def chosen_reading(
+    line: Line, strokes: int, reading: list[tuple[Digit, np.ndarray]], probabilities: np.ndarray
+) -> list[tuple[Digit, np.ndarray]]:
+    """The cut reading (reading.py), or the line reader's where it reads more digits
+    than the number has strokes (so some stroke holds digits joined, which cuts read
+    worst) and finds its own reading LINE_MARGIN_LOG likelier than the cut one."""
+    runs, _ = best_path(probabilities)
+    whole = [digit for digit, _, _ in runs]
+    cut = [int(p.argmax()) for _, p in reading]
+    if whole == cut or len(whole) <= strokes:
+        return reading
+    if log_likelihood(probabilities, whole) - log_likelihood(probabilities, cut) < LINE_MARGIN_LOG:
+        return reading
+    return line_reading(line, probabilities)
+
+
+def log_likelihood(probabilities: np.ndarray, digits: list[int]) -> float:
+    """The log-probability that the line reader reads exactly these digits, over every
+    path that does (CTC's forward algorithm)."""
+    # The path's states: a BLANK before, between and after the digits.
+    states = np.full(2 * len(digits) + 1, BLANK)
+    states[1::2] = digits
+    # A path may skip a BLANK between two different digits.
+    skip = np.zeros(len(states), dtype=bool)
+    skip[3::2] = states[3::2] != states[1:-2:2]
+    logs = np.log(np.maximum(probabilities, 1e-30))
+    alpha = np.full(len(states), -np.inf)
+    alpha[:2] = logs[0, states[:2]]
+    for t in range(1, len(logs)):
+        before = np.concatenate([[-np.inf, -np.inf], alpha])  # alpha shifted by 1 and 2
+        step, jump = before[1:-1], np.where(skip, before[:-2], -np.inf)
+        alpha = np.logaddexp(np.logaddexp(alpha, step), jump) + logs[t, states]
+    return float(np.logaddexp(alpha[-1], alpha[-2]) if len(states) > 1 else alpha[-1])

@@ -8,11 +8,13 @@ cannot cost accuracy unnoticed. The packaged model also reads a fixed part of th
 written-numbers benchmark (synthetic/numbers.py, `evaluate.numbers` per set, seed 0): the
 share of whole numbers read exactly right, per set.
 
-The packaged model runs the ONNX export of the network (pipeline/export.py). This stage
-checks that it reads as the Keras network does: on the 10,000 test digits and on every
+The packaged model runs the ONNX exports of the networks (pipeline/export.py). This stage
+checks that they read as the Keras networks do: on the 10,000 test digits and on every
 candidate digit the reader cuts from the pictures above, the same likeliest digit and
-probabilities within EXPORT_TOLERANCE; and each of those pictures read as the same digits. When
-not, it fails, in one line; metrics.json records the largest difference under `export`.
+probabilities within EXPORT_TOLERANCE, and each of those pictures read as the same digits;
+on the line of each written number, the line reader's probabilities within the same
+tolerance and the same best path. When not, it fails, in one line; metrics.json records
+the largest differences under `export`.
 """
 
 import contextlib
@@ -26,15 +28,23 @@ import numpy as np
 
 from core.errors import UserError
 from core.params import load_params
-from core.paths import METRICS_PATH, MODEL_PATH, PREPARED_DIR, REPORTS_DIR, written_whole
+from core.paths import (
+    LINES_PATH,
+    METRICS_PATH,
+    MODEL_PATH,
+    PREPARED_DIR,
+    REPORTS_DIR,
+    written_whole,
+)
 from digit_reader.contract import png, read_model
+from digit_reader.lines import STRIDE, best_path, padded
 from digit_reader.normalize import NOT_A_DIGIT, candidates
 from digit_reader.reading import best_reading
 from synthetic.numbers import make_sets, score
 
 # The fixed part of the numbers benchmark every version is measured on.
 NUMBERS_SEED = 0
-NUMBERS_SETS = ("canvases", "drawn", "hard", "photo")
+NUMBERS_SETS = ("canvases", "drawn", "hard", "photo", "touching")
 EXPORT_TOLERANCE = 1e-4  # the largest difference of a probability, export against Keras
 
 
@@ -125,6 +135,33 @@ def export_check(network, classify, x: np.ndarray, pictures: list[bytes]) -> dic
     }
 
 
+def lines_export_check(reader, pictures: list[bytes]) -> dict:
+    """How the line reader's export agrees with the Keras line reader on the pictures'
+    lines: probabilities within EXPORT_TOLERANCE, the same best paths."""
+    import keras
+    from PIL import Image
+
+    pages = [candidates(Image.open(io.BytesIO(picture))) for picture in pictures]
+    pages = [page for page in pages if page.line is not None]
+
+    network = keras.models.load_model(LINES_PATH, compile=False)
+    difference, misread = 0.0, 0
+    for page in pages:
+        frames = page.line.pixels.shape[1] // STRIDE  # as DigitReader.read_line
+        logits = network(padded(page.line), training=False)[0, :frames]
+        keras_says = np.asarray(keras.ops.softmax(logits, axis=-1))
+        onnx_says = reader.read_line(page)
+        difference = max(difference, float(np.abs(keras_says - onnx_says).max()))
+        misread += best_path(keras_says)[0] != best_path(onnx_says)[0]
+    if difference > EXPORT_TOLERANCE or misread:
+        raise UserError(
+            f"the line reader's ONNX export reads differently from Keras': probabilities "
+            f"up to {difference:.2g} apart (at most {EXPORT_TOLERANCE:g}), {misread} of "
+            f"{len(pages)} lines read as other digits; export it again with `dvc repro export`"
+        )
+    return {"max_probability_difference": float(f"{difference:.3g}"), "lines": len(pages)}
+
+
 def digits(page, probabilities: np.ndarray) -> str:
     """The digits the reader reads in a page with these probabilities. (Not the boxes: at
     a near-tie between two cuts, differences of 1e-6 may choose the other cut, with the
@@ -151,7 +188,9 @@ def main() -> None:
         from_pictures = picture_accuracy(model, pictures, y[: len(pictures)])
         numbers = numbers_accuracy(model, sets)
         written = [number.png for numbers in sets.values() for number in numbers]
-        export = export_check(network, model.unwrap_python_model().classify, x, pictures + written)
+        reader = model.unwrap_python_model()
+        export = export_check(network, reader.classify, x, pictures + written)
+        export["line_reader"] = lines_export_check(reader, written)
     corrected = feedback_accuracy(network, np.load(PREPARED_DIR / "feedback.npz"))
 
     REPORTS_DIR.mkdir(exist_ok=True)
@@ -185,8 +224,9 @@ def main() -> None:
             if corrected["digits"]
             else ""
         )
-        + f"; the ONNX export reads the same (probabilities within "
-        f"{export['max_probability_difference']:.2g})"
+        + f"; the ONNX exports read the same (probabilities within "
+        f"{export['max_probability_difference']:.2g}, the line reader's within "
+        f"{export['line_reader']['max_probability_difference']:.2g})"
     )
 
 

@@ -8,10 +8,11 @@ challengers with `python -m pipeline.promote`.
 DVC runs this stage every time (`always_changed`): the registry is outside DVC's view.
 The store may be another one (MLFLOW_TRACKING_URI, the team's server), the clone a fresh
 one whose model came from the DVC remote or the run cache without training. It is
-idempotent and quick when there is nothing to do: a version is identified by the md5
-of models/model.keras (the hash in dvc.lock) and the md5 of the serving code packaged
-with it, and a model already registered is not registered again. (Not by its ONNX
-export, models/model.onnx, which the version ships and runs: converting the same network
+idempotent and quick when there is nothing to do: a version is identified by the md5s
+of models/model.keras and models/lines.keras (their hashes in dvc.lock) and the md5 of
+the serving code packaged with them, and a model already registered is not registered
+again. (Not by its ONNX
+exports, models/*.onnx, which the version ships and runs: converting the same network
 again gives other bytes, and evaluate has checked that it reads as the network does.)
 Its evaluation is brought up to date, though: after a change to `evaluate`, to the
 numbers benchmark or to the held-out corrections, the version's tags and its run's
@@ -24,7 +25,7 @@ import json
 from pathlib import Path
 
 from core.params import load_params
-from core.paths import METRICS_PATH, MODEL_PATH, REPORTS_DIR, RUN_PATH
+from core.paths import LINES_PATH, LINES_RUN_PATH, METRICS_PATH, MODEL_PATH, REPORTS_DIR, RUN_PATH
 from pipeline.promote import auto_promote
 
 PLOTS = [REPORTS_DIR / "confusion.png", REPORTS_DIR / "misclassified.png"]
@@ -50,7 +51,11 @@ def main() -> None:
 
     use_store(params["mlflow"]["experiment"])
     client = mlflow.MlflowClient()
-    identity = {"model_md5": md5(MODEL_PATH), "code_md5": md5(*MODEL_CODE)}
+    identity = {
+        "model_md5": md5(MODEL_PATH),
+        "lines_md5": md5(LINES_PATH),
+        "code_md5": md5(*MODEL_CODE),
+    }
     figures = evaluation(json.loads(METRICS_PATH.read_text()))
     if existing := same_model(client, name, identity):
         changed = bring_up_to_date(client, existing, figures)
@@ -61,6 +66,7 @@ def main() -> None:
         return
 
     run_id = json.loads(RUN_PATH.read_text())["run_id"]
+    lines_run_id = json.loads(LINES_RUN_PATH.read_text())["run_id"]  # the line reader's
     try:
         client.get_run(run_id)
     except MlflowException:
@@ -75,7 +81,7 @@ def main() -> None:
     version = mlflow.register_model(
         model_uri,
         name,
-        tags={**tagged(figures), "run_id": run_id, **identity},
+        tags={**tagged(figures), "run_id": run_id, "lines_run_id": lines_run_id, **identity},
     )
     # Another register (a queued experiment, a teammate) may have registered the same model
     # since we looked: the lowest version stays, and the others are removed, by whoever

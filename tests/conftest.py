@@ -37,7 +37,16 @@ def work(tmp_path_factory, mirror) -> Path:
             train={"epochs": epochs, "learning_rate": 1.0, "warmup_epochs": 0, "augment": False},
             promote={"min_accuracy": 0.5},
         )
-        for stage in ("fetch", "preprocess", "pieces", "train", "export", "evaluate", "register"):
+        for stage in (
+            "fetch",
+            "preprocess",
+            "pieces",
+            "train",
+            "lines",
+            "export",
+            "evaluate",
+            "register",
+        ):
             result = run_stage(
                 f"pipeline.{stage}", work, MNIST_MIRROR=str(mirror), MLFLOW_TRACKING_URI=store(work)
             )

@@ -60,13 +60,15 @@ def run_stage(module: str, cwd: Path, **env: str) -> subprocess.CompletedProcess
 # The tests' tiny models are read on a part of the test set and of the benchmark: the
 # packaged model's reading costs far more than their training.
 QUICK_EVALUATE = {"pictures": 2000, "numbers": 25}
+QUICK_LINES = {"numbers": 256, "epochs": 1}  # a line reader in seconds, unsure of everything
 
 
 def write_params(directory: Path, **overrides: dict) -> dict:
     """Copy the repository's params.yaml into directory, with the tests' quick evaluate and
-    per-stage overrides."""
+    line reader, and per-stage overrides."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["evaluate"] = dict(QUICK_EVALUATE)
+    params["lines"].update(QUICK_LINES)
     for stage, values in overrides.items():
         params.setdefault(stage, {}).update(values)
     (directory / "params.yaml").write_text(yaml.safe_dump(params))
@@ -101,7 +103,7 @@ def project_copy(copy: Path, **params: dict) -> Path:
         if (REPO / name).is_file() and not name.startswith(("reports/", "dvc.lock")):
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, copy / name)
-    set_params(copy, **({"evaluate": QUICK_EVALUATE} | params))
+    set_params(copy, **({"evaluate": QUICK_EVALUATE, "lines": QUICK_LINES} | params))
     sh("git", "init", "-q", cwd=copy)
     commit(copy, "copy")
     return copy

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from synthetic.numbers import PEN_DIGITS
+from synthetic.numbers import PEN_DIGITS, compose_touching, mnist_digit, picture_of
 from synthetic.pen import pen_line
 
 # Digits as strokes in a unit box (x right, y down); each inner list is one pen stroke.
@@ -80,3 +80,12 @@ def photo(
         buffer, "JPEG", quality=75
     )
     return buffer.getvalue()
+
+
+def written_fast(images: np.ndarray, indices: list[int], overlap: float) -> Image.Image:
+    """MNIST test digits written as fast writing joins them (the benchmark's touching set):
+    each slid left until its ink touches the one before, then on into it by overlap of
+    its height, 120 pixels tall, on one line."""
+    inks = [mnist_digit(images[i], 120) for i in indices]
+    ink, _ = compose_touching(inks, 120, (overlap, overlap), 0.0, np.random.default_rng(1))
+    return picture_of(ink)

@@ -18,6 +18,8 @@ from PIL import Image
 
 from core.errors import UserError
 from digit_reader.contract import png, read_model
+from digit_reader.lines import padded
+from digit_reader.normalize import candidates
 from digit_reader.reading import find_digits
 from pipeline.evaluate import EXPORT_TOLERANCE, export_check
 from pipeline.preprocess import IMAGES_MAGIC, read_idx
@@ -58,6 +60,8 @@ def test_a_version_ships_the_export_beside_the_keras_file(version_files):
     assert {path.name for path in (version_files / "artifacts").iterdir()} == {
         "model.keras",
         "model.onnx",
+        "lines.keras",
+        "lines.onnx",
     }
     requirements = (version_files / "requirements.txt").read_text()
     assert "onnxruntime==" in requirements and "tensorflow" not in requirements
@@ -70,6 +74,18 @@ def test_the_export_gives_the_probabilities_of_keras(network, classify, mnist_te
     assert onnx_says.shape == (300, 10)  # the digits alone: NOT_A_DIGIT is left out
     assert np.abs(keras_says[:, :10] - onnx_says).max() <= EXPORT_TOLERANCE
     assert np.array_equal(keras_says[:, :10].argmax(axis=1), onnx_says.argmax(axis=1))
+
+
+def test_the_line_readers_export_gives_the_probabilities_of_keras(version_files, model):
+    import keras
+
+    network = keras.models.load_model(version_files / "artifacts" / "lines.keras", compile=False)
+    page = candidates(Image.open(REPO / "docs" / "three-digits.png"))
+    frames = page.line.pixels.shape[1] // 4  # an answer per 4 columns of the line
+    keras_says = np.asarray(keras.ops.softmax(network(padded(page.line))[0, :frames], axis=-1))
+    onnx_says = model.unwrap_python_model().read_line(page)
+    assert onnx_says.shape == (frames, 11)
+    assert np.abs(keras_says - onnx_says).max() <= EXPORT_TOLERANCE
 
 
 def test_the_model_reads_pictures_as_the_keras_network_does(network, model, mnist_test):

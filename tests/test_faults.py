@@ -193,7 +193,7 @@ def broken(work, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("broken")
     mlflow.set_tracking_uri(store(work))
     keras_file = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/1"))
-    keras_file = next(keras_file.glob("artifacts/*.keras"))
+    keras_file = keras_file / "artifacts" / "model.keras"
     mlflow.set_tracking_uri(store(folder))
     mlflow.set_experiment(
         experiment_id=mlflow.create_experiment("mnist", (folder / "mlruns").as_uri())

@@ -18,7 +18,7 @@ from digit_reader.reading import find_digits
 from pipeline.preprocess import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from synthetic.numbers import make_sets, score
 
-from pictures import drawing, photo
+from pictures import drawing, photo, written_fast
 
 
 @pytest.fixture(scope="module")
@@ -278,17 +278,6 @@ def test_squared_paper_at_a_tilt_loses_its_columns_but_not_a_one(tilt, classify)
     found = find_digits(image, classify)
     assert all(d.height < 200 for d, _ in found)  # no line in a digit
     assert read(image, classify) == "41703"
-
-
-def written_fast(images: np.ndarray, indices: list[int], overlap: float) -> Image.Image:
-    """MNIST test digits written as fast writing joins them (the benchmark's touching set):
-    each slid left until its ink touches the one before, then on into it by overlap of
-    its height, 120 pixels tall, on one line."""
-    from synthetic.numbers import compose_touching, mnist_digit, picture_of
-
-    inks = [mnist_digit(images[i], 120) for i in indices]
-    ink, _ = compose_touching(inks, 120, (overlap, overlap), 0.0, np.random.default_rng(1))
-    return picture_of(ink)
 
 
 def test_a_tail_under_the_next_digit_stays_with_its_digit(mnist_test, classify):

@@ -47,6 +47,11 @@ BAD = [
     ),
     ("fetch", {"retries": 0}, "fetch.retries = 0 is invalid: expected a whole number >= 1"),
     (
+        "lines",
+        {"numbers": 10, "batch_size": 64},
+        "lines.numbers = 10 is invalid: expected at least lines.batch_size (64), the numbers of one batch",
+    ),
+    (
         "evaluate",
         {"pictures": 20_000},
         "evaluate.pictures = 20000 is invalid: expected a whole number from 1 to 10000",
@@ -69,7 +74,9 @@ def test_unknown_section_is_refused():
         validate(params)
 
 
-@pytest.mark.parametrize("module", ["pipeline.fetch", "pipeline.preprocess", "pipeline.train"])
+@pytest.mark.parametrize(
+    "module", ["pipeline.fetch", "pipeline.preprocess", "pipeline.train", "pipeline.lines"]
+)
 @pytest.mark.parametrize("stage, values, message", BAD)
 def test_every_stage_exits_before_working(tmp_path, mirror, module, stage, values, message):
     write_params(tmp_path, **{stage: values})

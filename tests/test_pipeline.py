@@ -80,7 +80,7 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     network = keras.models.load_model(in_clone(repo, MODEL_PATH))
     read = digits_read(network, test["x"][:pictures]) == test["y"][:pictures]
     assert abs(metrics["test"]["picture_accuracy"] - read.mean()) <= 0.005
-    assert set(metrics["numbers"]) == {"canvases", "drawn", "hard", "photo"}
+    assert set(metrics["numbers"]) == {"canvases", "drawn", "hard", "photo", "touching"}
     assert set(metrics["per_class"]) == {str(d) for d in range(10)}
     for plot in ("confusion.png", "misclassified.png", "training_curves.png"):
         assert (in_clone(repo, REPORTS_DIR) / plot).stat().st_size > 1000
@@ -104,6 +104,11 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
         assert float(version.tags[f"numbers_{name}"]) == right
     assert version.tags["run_id"] == run.info.run_id
     assert version.tags["model_md5"] == locked_model_md5(repo)
+    # The line reader's own run, named by the version: its CTC loss per epoch.
+    lines_run = client.get_run(version.tags["lines_run_id"])
+    assert lines_run.info.status == "FINISHED" and lines_run.info.run_name == "lines"
+    assert lines_run.data.params["lines.numbers"] == "256"
+    assert [m.step for m in client.get_metric_history(lines_run.info.run_id, "ctc_loss")] == [1]
 
     # The registered model loads by its registry URI and reads digits from pictures.
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
@@ -253,7 +258,7 @@ def test_corrections_from_the_app_are_measured_and_learned_from_when_asked(repo,
     set_params(repo, preprocess={"feedback_repeat": 3}, train={"epochs": 2})
     out = sh("dvc", "repro", cwd=repo, MNIST_MIRROR=str(mirror))
     # (The pieces too: they are cut from the training split's digits.)
-    stages = ["preprocess", "pieces", "train", "export", "evaluate", "register"]
+    stages = ["preprocess", "pieces", "train", "lines", "export", "evaluate", "register"]
     assert re.findall(r"Running stage '(\w+)'", out) == stages
     assert "50 corrected digits: 15 held out, 35 x 3 in the training split" in out
     metrics = json.loads((in_clone(repo, METRICS_PATH)).read_text())

@@ -1,0 +1,135 @@
+"""Reading a number whole (digit_reader/lines.py) and choosing between the two readings
+(digit_reader/reading.py: chosen_reading), with line-reader answers made by hand: what
+the rules do does not depend on how well a line reader was trained. (The trained one is
+measured by `evaluate` on the benchmark's `touching` set, and `test_pipeline` trains one.)
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digit_reader.lines import (
+    BLANK,
+    STRIDE,
+    best_path,
+    line_reading,
+    may_hold_joined_digits,
+    padded,
+)
+from digit_reader.normalize import LINE_HEIGHT, candidates
+from digit_reader.reading import chosen_reading, log_likelihood
+from pipeline.preprocess import IMAGES_MAGIC, read_idx
+
+from pictures import drawing, written_fast
+
+
+@pytest.fixture(scope="module")
+def five_nine_eight(mirror) -> Image.Image:
+    """ "598" in one stroke, the 8 written over the foot of the 9's tail."""
+    images = read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))
+    return written_fast(images, [8038, 6409, 9116], overlap=0.15)
+
+
+def answers(frames: int, digits: dict[int, int], sure: float = 0.98) -> np.ndarray:
+    """Line-reader probabilities: BLANK everywhere except the given frames' digits."""
+    probabilities = np.full((frames, BLANK + 1), (1 - sure) / BLANK)
+    probabilities[:, BLANK] = sure
+    for frame, digit in digits.items():
+        probabilities[frame] = (1 - sure) / BLANK
+        probabilities[frame, digit] = sure
+    return probabilities
+
+
+def test_the_line_is_the_numbers_ink_at_32_rows_and_maps_back(five_nine_eight):
+    page = candidates(five_nine_eight)
+    line = page.line
+    assert line.pixels.shape[0] == LINE_HEIGHT and line.pixels.dtype == np.uint8
+    assert page.strokes == 1  # one stroke: no cut parts these digits for sure
+    ink = np.asarray(five_nine_eight) < 128
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    # The line's first and last inked columns are the picture's, through x and scale.
+    inked = np.flatnonzero(line.pixels.max(axis=0) > 25)
+    assert line.x + (inked[0] - 2) / line.scale == pytest.approx(cols[0], abs=2 / line.scale)
+    assert line.x + (inked[-1] - 2) / line.scale == pytest.approx(cols[-1], abs=2 / line.scale)
+    assert line.scale == pytest.approx((LINE_HEIGHT - 4) / (rows[-1] - rows[0] + 1), rel=0.05)
+    # The reader gets it with empty columns after it, as it was trained.
+    batch = padded(line)
+    assert batch.shape[0] == 1 and batch.shape[2] % STRIDE == 0
+    assert batch.shape[2] >= line.pixels.shape[1] + 32
+    assert np.array_equal(batch[0, :, : line.pixels.shape[1], 0], line.pixels)
+
+
+def test_only_a_line_wider_than_a_digit_is_read_whole(five_nine_eight):
+    """A single digit is not asked of the line reader (it may read one as two)."""
+    assert may_hold_joined_digits(candidates(five_nine_eight).line)
+    assert not may_hold_joined_digits(candidates(drawing("7")).line)
+    assert not may_hold_joined_digits(candidates(drawing("0")).line)
+
+
+def test_specks_are_not_on_the_line():
+    image = drawing("42", size=(800, 300))
+    speckled = image.copy()
+    speckled.paste(0, (700, 20, 704, 24))  # a speck far to the right
+    assert candidates(speckled).line.pixels.shape == candidates(image).line.pixels.shape
+
+
+def test_the_ctc_likelihood_sums_every_path_of_the_digits():
+    """The forward algorithm against all 3^4 paths of a 4-frame line over {1, 2, BLANK}."""
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((4, BLANK + 1))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    for digits in ([], [1], [1, 1], [1, 2], [2, 1, 2]):
+        total = 0.0
+        for path in itertools.product([1, 2, BLANK], repeat=4):
+            merged = [a for i, a in enumerate(path) if i == 0 or a != path[i - 1]]
+            if [a for a in merged if a != BLANK] == digits:
+                total += np.prod([probabilities[t, a] for t, a in enumerate(path)])
+        assert log_likelihood(probabilities, digits) == pytest.approx(np.log(total))
+
+
+def test_the_best_path_merges_repeats_and_drops_blanks():
+    probabilities = answers(12, {1: 5, 2: 5, 5: 9, 8: 8, 10: 8})
+    runs, sure = best_path(probabilities)
+    assert [digit for digit, _, _ in runs] == [5, 9, 8, 8]  # a BLANK between two 8s
+    assert runs[0][1:] == (1, 2)
+    assert sure == pytest.approx(0.98**12)
+
+
+def test_a_sure_line_reader_reads_digits_joined_in_one_stroke(five_nine_eight):
+    """The cut reading says "58" (the 9 lost in the 8's loop); the line reader, sure of
+    "598", reads the one stroke as three digits, boxes left to right in the picture."""
+    page = candidates(five_nine_eight)
+    frames = page.line.pixels.shape[1] // STRIDE
+    probabilities = answers(frames, {frames // 6: 5, frames // 2: 9, 5 * frames // 6: 8})
+    cut = [(page.digits[0], np.eye(10)[5]), (page.digits[-1], np.eye(10)[8])]
+    reading = chosen_reading(page.line, page.strokes, cut, probabilities)
+    assert [int(p.argmax()) for _, p in reading] == [5, 9, 8]
+    boxes = [digit for digit, _ in reading]
+    assert [box.x for box in boxes] == sorted(box.x for box in boxes)
+    assert boxes[0].x >= 0 and boxes[-1].x + boxes[-1].width <= five_nine_eight.width + 1
+    assert all(box.pixels.shape == (28, 28) and box.pixels.max() == 255 for box in boxes)
+    assert all(p.sum() == pytest.approx(1) for _, p in reading)
+
+
+def test_the_cut_reading_stays_where_the_digits_are_apart_or_the_line_reader_unsure(
+    five_nine_eight,
+):
+    page = candidates(five_nine_eight)
+    frames = page.line.pixels.shape[1] // STRIDE
+    sure = answers(frames, {frames // 6: 5, frames // 2: 9, 5 * frames // 6: 8})
+    cut = [(page.digits[0], np.eye(10)[5]), (page.digits[-1], np.eye(10)[8])]
+    # Three strokes for three digits: the cuts did not have to part anything.
+    assert chosen_reading(page.line, 3, cut, sure) is cut
+    # The line reader torn between "598" and "58": not surely better.
+    torn = sure.copy()
+    torn[frames // 2] = (1 - 0.5) / BLANK
+    torn[frames // 2, 9], torn[frames // 2, BLANK] = 0.45, 0.5
+    assert chosen_reading(page.line, page.strokes, cut, torn) is cut
+
+
+def test_line_reading_of_no_digits_is_empty(five_nine_eight):
+    page = candidates(five_nine_eight)
+    nothing = answers(page.line.pixels.shape[1] // STRIDE, {})
+    assert line_reading(page.line, nothing) == []
