@@ -104,13 +104,14 @@ def model_files_problem(files: Path) -> str | None:
     networks = list(files.glob("artifacts/*.keras"))
     if not (files / "MLmodel").is_file() or not networks:
         return "its files are incomplete (MLmodel or the network is missing)"
-    try:  # a .keras file is a zip archive: its checksums say whether it is whole
-        with zipfile.ZipFile(networks[0]) as archive:
-            whole = archive.testzip() is None
-    except zipfile.BadZipFile:
-        whole = False
-    if not whole:
-        return f"its network file {networks[0].name} is corrupt"
+    for network in sorted(networks):  # the digit network and the line reader
+        try:  # a .keras file is a zip archive: its checksums say whether it is whole
+            with zipfile.ZipFile(network) as archive:
+                whole = archive.testzip() is None
+        except zipfile.BadZipFile:
+            whole = False
+        if not whole:
+            return f"its network file {network.name} is corrupt"
     # The export the model runs (versions before pipeline/export.py have none): whole
     # when ONNX Runtime reads it.
     for export in files.glob("artifacts/*.onnx"):

@@ -148,21 +148,21 @@ def test_a_changed_evaluation_reaches_the_registered_version(repo):
     written = path.read_text()
     metrics = json.loads(written)
     photo = 0.123 if metrics["numbers"]["photo"] != 0.123 else 0.456
-    metrics["numbers"] |= {"photo": photo, "touching": 0.5}  # a figure changed, one more
+    metrics["numbers"] |= {"photo": photo, "smudged": 0.5}  # a figure changed, one more
     try:
         path.write_text(json.dumps(metrics))
         out = sh(sys.executable, "-m", "pipeline.register", cwd=repo)
-        assert "brought up to date: numbers_photo, numbers_touching" in out
+        assert "brought up to date: numbers_photo, numbers_smudged" in out
         [version] = registry(repo).search_model_versions(f"name = '{MODEL_NAME}'")
         assert version.tags["numbers_photo"] == str(photo)
-        assert version.tags["numbers_touching"] == "0.5"
+        assert version.tags["numbers_smudged"] == "0.5"
         assert registry(repo).get_run(version.tags["run_id"]).data.metrics["numbers_photo"] == photo
     finally:
         path.write_text(written)
     sh(sys.executable, "-m", "pipeline.register", cwd=repo)
     [version] = registry(repo).search_model_versions(f"name = '{MODEL_NAME}'")
     assert version.tags["numbers_photo"] == str(json.loads(written)["numbers"]["photo"])
-    assert "numbers_touching" not in version.tags
+    assert "numbers_smudged" not in version.tags
 
 
 def test_exp_run_lands_in_the_same_store(repo, mirror):
