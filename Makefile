@@ -24,6 +24,7 @@ test: $(VENV)/installed
 
 # No training beyond seconds, no services: what to run before each commit.
 check: $(VENV)/installed
+	PYTHON=$(VENV)/bin/python bash tests/system-packages.sh
 	pytest -m "not slow"
 
 lint: $(VENV)/installed

@@ -22,6 +22,9 @@ COLUMN = "image"
 MAX_IMAGE_BYTES = 4_000_000  # per picture, before base64 encoding
 MAX_IMAGE_PIXELS = 12_000_000  # per picture (for example 4000 x 3000)
 MAX_BATCH = 256  # pictures per request
+# A digit read with less confidence than this is unsure: the app marks it, the endpoint
+# counts the answers that hold one, and evaluate measures each version's share of them.
+UNSURE_BELOW = 0.9
 
 
 def png(pixels: np.ndarray) -> bytes:

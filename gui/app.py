@@ -24,11 +24,11 @@ from PIL import Image, ImageDraw
 from core import feedback
 from core.errors import UserError
 from core.paths import FEEDBACK_DIR
+from digit_reader.contract import UNSURE_BELOW
 from digit_reader.normalize import on_paper
 from synthetic.pen import pen_line
 
 WIDTH, HEIGHT = 800, 300
-UNSURE = 0.8  # a digit read with less confidence than this is marked unsure
 AUTO_DELAY_MS = 600  # recognise this long after the pen lifts
 POLL_MS = 10  # how often the Tk loop looks for answers from the threads
 
@@ -251,7 +251,7 @@ class App:
             return
         unsure = 0
         for number, box in enumerate(result["boxes"]):
-            sure = box["confidence"] >= UNSURE
+            sure = box["confidence"] >= UNSURE_BELOW
             unsure += not sure
             color = "forest green" if sure else "dark orange"
             x, y, w, h = box["x"], box["y"], box["width"], box["height"]

@@ -36,7 +36,7 @@ from core.paths import (
     REPORTS_DIR,
     written_whole,
 )
-from digit_reader.contract import png, read_model
+from digit_reader.contract import UNSURE_BELOW, png, read_model
 from digit_reader.lines import STRIDE, best_path, padded
 from digit_reader.normalize import NOT_A_DIGIT, candidates
 from digit_reader.reading import best_reading
@@ -89,13 +89,17 @@ def picture_accuracy(model, pictures: list[bytes], y: np.ndarray) -> float:
     return float(np.mean([d == str(label) for d, label in zip(digits, y, strict=True)]))
 
 
-def numbers_accuracy(model, sets: dict) -> dict[str, float]:
-    """Share of whole written numbers read exactly right, per set of the benchmark."""
-    accuracy = {}
+def read_numbers(model, sets: dict) -> tuple[dict[str, float], float]:
+    """Share of whole written numbers read exactly right, per set of the benchmark; and
+    the share of answers holding an unsure digit: the version's own baseline, that the
+    endpoint's unsure alert compares with (docs/monitoring.md)."""
+    accuracy, unsure = {}, []
     for name, numbers in sets.items():
-        readings = read_all(model, [n.png for n in numbers])
+        answers = read_model(model, [n.png for n in numbers])
+        readings = [answer["digits"] for answer in answers]
         accuracy[name] = round(score([n.digits for n in numbers], readings)["right"], 4)
-    return accuracy
+        unsure += [any(b["confidence"] < UNSURE_BELOW for b in a["boxes"]) for a in answers]
+    return accuracy, round(float(np.mean(unsure)), 4)
 
 
 def export_check(network, classify, x: np.ndarray, pictures: list[bytes]) -> dict:
@@ -186,7 +190,7 @@ def main() -> None:
     sets = make_sets(x[..., 0], y, NUMBERS_SEED, p["numbers"], names=NUMBERS_SETS)
     with packaged_model() as model:
         from_pictures = picture_accuracy(model, pictures, y[: len(pictures)])
-        numbers = numbers_accuracy(model, sets)
+        numbers, unsure_share = read_numbers(model, sets)
         written = [number.png for numbers in sets.values() for number in numbers]
         reader = model.unwrap_python_model()
         export = export_check(network, reader.classify, x, pictures + written)
@@ -202,6 +206,7 @@ def main() -> None:
             "pictures": len(pictures),
         },
         "numbers": numbers,
+        "unsure_share": unsure_share,
         "feedback": corrected,
         "export": export,
         "per_class": per_class,

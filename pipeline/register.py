@@ -109,6 +109,8 @@ def evaluation(metrics: dict) -> dict[str, float]:
     }
     # Whole written numbers read right, per set of the benchmark (synthetic/numbers.py).
     figures |= {f"numbers_{name}": right for name, right in metrics["numbers"].items()}
+    # The share of its answers with an unsure digit: the baseline of the unsure alert.
+    figures["unsure_share"] = metrics["unsure_share"]
     # The held-out corrections from the app, when there are any (preprocess).
     if metrics["feedback"]["accuracy"] is not None:
         figures["feedback_accuracy"] = metrics["feedback"]["accuracy"]
@@ -117,7 +119,8 @@ def evaluation(metrics: dict) -> dict[str, float]:
 
 def shown(figure: str) -> bool:
     """Whether a figure is also a tag of the version (tags show in the registry's UI)."""
-    return figure in ("test_accuracy", "feedback_accuracy") or figure.startswith("numbers_")
+    shown_always = ("test_accuracy", "feedback_accuracy", "unsure_share")
+    return figure in shown_always or figure.startswith("numbers_")
 
 
 def tagged(figures: dict[str, float]) -> dict[str, str]:

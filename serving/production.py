@@ -1,4 +1,4 @@
-"""The production endpoint: nginx in front of `mlflow models serve`, following an alias.
+"""The production endpoint: nginx in front of MLflow's model servers, following an alias.
 
     python -m serving.production                      # the champion on 127.0.0.1:8000
     python -m serving.production --host 0.0.0.0 --port 80 --workers 2
@@ -8,13 +8,14 @@ request reaches the model: a body over --max-body gets 413 unread, a client that
 nothing, or too slowly, for --client-timeout seconds is cut off, and a request is passed
 on only once nginx holds all of it, so slow clients never hold a model worker.
 
-Behind nginx, --workers processes of `mlflow models serve` serve the version that the
-alias names, each on a loopback port. Every --poll seconds the alias is looked up in
-the registry. When it has moved (`python -m pipeline.promote N`, or the MLflow UI), the
-new version is started beside the old one on other ports, sent a warm-up picture, and
-nginx is pointed at it and reloaded: requests in flight finish on the old version, new ones go to
-the new one, and the old server is stopped once nginx's old workers are done (blue/green).
-A version that does not start or answer is logged, and the old one keeps serving.
+Behind nginx, --workers model servers (MLflow's scoring app under uvicorn,
+serving/model_app.py) serve the version that the alias names, each on a loopback
+port. Every --poll seconds the alias is looked up in the registry. When it has moved
+(`python -m pipeline.promote N`, or the MLflow UI), the new version is started beside
+the old one on other ports, sent a warm-up picture, and nginx is pointed at it and
+reloaded: requests in flight finish on the old version, new ones go to the new one,
+and the old server is stopped once nginx's old workers are done (blue/green). A version
+that does not start or answer is logged, and the old one keeps serving.
 
 A model server that dies (a crash, an out-of-memory kill) is started again alone, on
 its own port, while the others keep serving; nginx retries the requests it held on
@@ -22,8 +23,11 @@ another server (reading a picture changes nothing, so a retry is safe). nginx it
 started again if it stops.
 
 Every answer carries the header X-Model-Version. <home>/access.log has one line per
-request: time, status, latency, model version, body bytes. SIGTERM or Ctrl+C stops
-nginx and every model server, whatever the endpoint was doing, and exits 143 or 130.
+request: time, status, latency, model version, body bytes; <home>/answers.jsonl one per
+picture answered (serving/answers.py), and GET /metrics on the endpoint's port shows the
+counts of all its servers to Prometheus (serving/metrics.py, docs/monitoring.md).
+SIGTERM or Ctrl+C stops nginx and every model server, whatever the endpoint was doing,
+and exits 143 or 130.
 """
 
 import argparse
@@ -34,14 +38,21 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import UserError
 from core.paths import ROOT
+from digit_reader.contract import UNSURE_BELOW
 
 MAX_REQUEST_BYTES = 16_000_000  # per request body: what nginx lets through (--max-body)
+ANSWERS_LOG_BYTES = 50_000_000  # the answer log is rotated past this (one old one is kept)
+METRICS_LOCATION = """
+        location = /metrics {{
+            proxy_pass http://127.0.0.1:{port};
+        }}"""
 NGINX_CONFIG = """\
 # Written by python -m serving.production, and again at each switch of model version.
 daemon off;
@@ -83,6 +94,7 @@ http {{
         listen {host}:{port};
         error_page 413 @too_large;
         error_page 502 503 504 @unavailable;
+{metrics}
 
         location / {{
             proxy_pass http://model;
@@ -123,10 +135,10 @@ def signal_group(group: int, number: int) -> None:
 
 @dataclass
 class ModelServer:
-    """One single-worker `mlflow models serve` on a loopback port, in a process group
-    of its own (mlflow runs the real server as its child: the group holds both)."""
+    """One model server (serving/model_app.py under uvicorn, one worker) on a loopback
+    port, in a process group of its own; `env` says what it serves (model_app's names)."""
 
-    model_uri: str
+    env: dict[str, str]
     port: int
     log_path: Path
     process: subprocess.Popen | None = None
@@ -137,17 +149,14 @@ class ModelServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        from serving import server
+        from core.store import tracking_uri
 
+        command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "serving.model_app:app"]
+        env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri(), **self.env)
         with open(self.log_path, "ab") as output:
-            self.process = server.start(
-                self.model_uri,
-                "127.0.0.1",
-                self.port,
-                workers=1,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            self.process = subprocess.Popen(
+                command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def wait_ready(self) -> None:
@@ -178,7 +187,7 @@ class ModelServer:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
-        # The server mlflow started may outlive mlflow itself (it was killed alone).
+        # Whatever it started may outlive it (it was killed alone).
         signal_group(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
@@ -198,9 +207,10 @@ class Version:
 class Nginx:
     """nginx in the foreground, as a child of ours, with its config in `home`."""
 
-    def __init__(self, home: Path, settings: dict):
+    def __init__(self, home: Path, settings: dict, metrics_port: int | None):
         self.home = home
         self.settings = settings
+        self.metrics_port = metrics_port  # where GET /metrics goes; None: nowhere
         self.config = home / "nginx.conf"
         self.process: subprocess.Popen | None = None
 
@@ -224,6 +234,7 @@ class Nginx:
             user=worker_user(self.home),
             servers="\n".join(f"        server 127.0.0.1:{port};" for port in ports),
             tries=min(len(ports), 3),
+            metrics=METRICS_LOCATION.format(port=self.metrics_port) if self.metrics_port else "",
             version=served.version,
             too_large=json.dumps(
                 {
@@ -289,7 +300,13 @@ def meanwhile(living: int) -> str:
 def alias_version(name: str, alias: str) -> str:
     import mlflow
 
-    return mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+    return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+
+
+def model_version_tags(name: str, version: str) -> dict[str, str]:
+    import mlflow
+
+    return mlflow.MlflowClient().get_model_version(name, version).tags
 
 
 class BlueGreen:
@@ -298,9 +315,17 @@ class BlueGreen:
     the moment it starts it: `stop` stops them all, whatever state it is in."""
 
     def __init__(self, name: str, alias: str, args: argparse.Namespace):
+        from serving import server
+
         self.name, self.alias, self.args = name, alias, args
+        self.metrics = None
+        if args.metrics:
+            from serving.metrics import EndpointMetrics
+
+            self.metrics = EndpointMetrics(args.home)
+        metrics_port = server.free_port() if self.metrics else None
         settings = {"host": args.host, "port": args.port, "max_body": args.max_body}
-        self.nginx = Nginx(args.home, {**settings, "timeout": args.client_timeout})
+        self.nginx = Nginx(args.home, {**settings, "timeout": args.client_timeout}, metrics_port)
         self.current: Version | None = None
         self.versions: list[Version] = []  # every version with processes of ours
         self.failed: set[str] = set()  # versions that did not start, until the alias moves
@@ -318,7 +343,7 @@ class BlueGreen:
         for _ in range(self.args.workers):
             served.servers.append(
                 ModelServer(
-                    f"models:/{self.name}/{version}",
+                    self.server_env(version),
                     server.free_port(),
                     self.args.home / f"model-{version}.log",
                 )
@@ -332,14 +357,35 @@ class BlueGreen:
             raise
         return served
 
+    def server_env(self, version: str) -> dict[str, str]:
+        """What a model server of this version is told (serving/model_app.py)."""
+        env = {"DIGITS_MODEL_URI": f"models:/{self.name}/{version}"}
+        if self.metrics:
+            env |= {
+                "DIGITS_MODEL_VERSION": version,
+                "DIGITS_HOME": str(self.args.home),
+                "DIGITS_UNSURE_BELOW": str(self.args.unsure_below),
+                "PROMETHEUS_MULTIPROC_DIR": str(self.metrics.folder),
+            }
+        return env
+
+    def now_serving(self, version: str) -> None:
+        if self.metrics:
+            tags = model_version_tags(self.name, version)
+            self.metrics.now_serving(version, tags.get("unsure_share"))
+
     def retire(self, served: Version) -> None:
         served.stop()
         self.versions.remove(served)
 
     def start(self, version: str) -> None:
+        if self.metrics:
+            self.metrics.serve(self.nginx.metrics_port)
+            self.metrics.alias.set(int(version))
         self.current = self.start_version(version)
         self.nginx.write_config(self.current)
         self.nginx.start()
+        self.now_serving(version)
 
     def switch(self, version: str) -> None:
         """Start the version beside the current one, point nginx at it, stop the old one."""
@@ -362,6 +408,7 @@ class BlueGreen:
         self.nginx.write_config(new)
         self.nginx.reload()
         old, self.current = self.current, new
+        self.now_serving(version)
         self.retire(old)
         log(
             f"now serving version {version}, {time.monotonic() - started:.0f} s after the "
@@ -422,6 +469,8 @@ class BlueGreen:
                 f"version {self.current.version}"
             )
             return
+        if self.metrics:
+            self.metrics.alias.set(int(version))
         if version == self.current.version:
             self.failed.clear()
         elif version not in self.failed:
@@ -434,6 +483,10 @@ class BlueGreen:
         while True:
             time.sleep(WATCH_INTERVAL)
             self.keep_nginx_running()
+            if self.metrics:
+                from serving import answers
+
+                answers.rotate(self.args.home, ANSWERS_LOG_BYTES)
             self.restart_dead_servers()
             if time.monotonic() >= next_look_up:
                 self.follow_alias()
@@ -463,6 +516,18 @@ def main() -> None:
         "--client-timeout", type=int, default=10, help="seconds a client may stay silent (10)"
     )
     parser.add_argument(
+        "--unsure-below",
+        type=float,
+        default=UNSURE_BELOW,
+        help=f"a digit read with less confidence is unsure, in /metrics ({UNSURE_BELOW})",
+    )
+    parser.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="no /metrics and no answer log (what bench/load.py compares with)",
+    )
+    parser.add_argument(
         "--home",
         type=Path,
         default=ROOT / "production",
@@ -471,6 +536,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.workers < 1:
         parser.error(f"--workers must be 1 or more, not {args.workers}")
+    if not 0 < args.unsure_below <= 1:
+        parser.error(f"--unsure-below must be above 0 and at most 1, not {args.unsure_below}")
     if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
         raise UserError("nginx is not installed: apt install nginx-light")
 

@@ -66,6 +66,14 @@ def classify(work):
     return reader.classify
 
 
+@pytest.fixture(scope="session")
+def test_digits(mirror):
+    """The first 20 digits of MNIST's test set, 28x28 uint8."""
+    from pipeline.preprocess import IMAGES_MAGIC, read_idx
+
+    return read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))[:20]
+
+
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if "work" in item.fixturenames:

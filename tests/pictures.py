@@ -89,3 +89,15 @@ def written_fast(images: np.ndarray, indices: list[int], overlap: float) -> Imag
     inks = [mnist_digit(images[i], 120) for i in indices]
     ink, _ = compose_touching(inks, 120, (overlap, overlap), 0.0, np.random.default_rng(1))
     return picture_of(ink)
+
+
+def scrawl(seed: int) -> bytes:
+    """A scrawl, not a digit: one stroke of the pen through 4 to 7 random points, as a
+    PNG. The reader finds something in it, and is unsure what."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("L", (120, 120), 255)
+    points = [tuple(rng.uniform(20, 100, 2)) for _ in range(rng.integers(4, 8))]
+    pen_line(ImageDraw.Draw(image), points, 8, 0)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The system packages `make test` needs besides Python's: a virtual screen and a pointer
-# (the drawing app's tests), nginx (the production endpoint's), PostgreSQL's server (the
-# team server's), Tk (the app). As root on Debian or Ubuntu it installs what is missing;
-# otherwise it names, in one line, the command that does, and fails.
+# (the drawing app's tests), nginx (the production endpoint's), Prometheus (its monitoring),
+# PostgreSQL's server (the team server's), Tk (the app). As root on Debian or Ubuntu it
+# installs what is missing; otherwise it names, in one line, the command that does, and fails.
 set -euo pipefail
 missing=()
 command -v Xvfb >/dev/null || missing+=(xvfb)
 command -v xdotool >/dev/null || missing+=(xdotool)
 command -v hey >/dev/null || missing+=(hey)  # bench/load.py
+command -v prometheus >/dev/null || missing+=(prometheus)  # tests/test_monitoring.py
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 "${PYTHON:-python}" -c "import tkinter" 2>/dev/null || missing+=(python3-tk)

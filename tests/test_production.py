@@ -1,5 +1,5 @@
 """The production endpoint, `python -m serving.production`: real nginx in front of real
-`mlflow models serve` processes, on loopback ports.
+model servers (MLflow's scoring app under uvicorn), on loopback ports.
 
 It runs on a copy of the `work` fixture's store (the artifacts stay where they are), so
 that the promotions here change nothing for the other modules: version 1 (the good
@@ -41,11 +41,11 @@ class Production:
     output: Path  # what the endpoint printed
 
     def model_servers(self) -> list[psutil.Process]:
-        """The `mlflow models serve` processes it runs now."""
+        """The model server processes it runs now (serving/model_app.py under uvicorn)."""
         return [
             child
             for child in psutil.Process(self.process.pid).children(recursive=True)
-            if "models" in child.cmdline() and "serve" in child.cmdline()
+            if "serving.model_app:app" in child.cmdline()
         ]
 
     def access_log(self) -> list[str]:
@@ -118,13 +118,6 @@ def production(work, tmp_path_factory, test_digits):
     wait_for_endpoint(endpoint)
     yield endpoint
     assert stop_production(endpoint).startswith("stopped by SIGTERM")
-
-
-@pytest.fixture(scope="module")
-def test_digits(mirror):
-    from pipeline.preprocess import IMAGES_MAGIC, read_idx
-
-    return read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))[:20]
 
 
 def test_it_answers_as_the_champion_and_names_the_version(production, work, test_digits):
