@@ -42,11 +42,13 @@ def serve(store: str, model_uri: str, workers: int = 1) -> Iterator[tuple[str, i
 
 
 @contextlib.contextmanager
-def production(store: str, alias: str, workers: int, home: Path) -> Iterator[tuple[str, int]]:
+def production(
+    store: str, alias: str, workers: int, home: Path, *extra: str
+) -> Iterator[tuple[str, int]]:
     """`python -m serving.production` on the alias, once it answers: its URL and pid."""
     port = free_port()
     command = ["-m", "serving.production", "--alias", alias, "--port", str(port)]
-    command += ["--workers", str(workers), "--home", str(home)]
+    command += ["--workers", str(workers), "--home", str(home), *extra]
     with started(store, command, port) as (url, pid):
         yield url, pid
 

@@ -13,13 +13,15 @@ pyfunc that does nothing (the serving stack's own ceiling) and the bare network 
 MLflow's Keras flavour (raw pixels in). Then, on the production endpoint with 2
 workers: --soak requests at concurrency 16, with memory before and after, 60 s of
 load during which the alias moves to another version, and 30 s at concurrency 8
-during which one of the two model servers is killed.
+during which one of the two model servers is killed; and its throughput with its
+metrics and answer log on and off (`--no-metrics`), alternately, three times each.
 """
 
 import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +54,10 @@ CONCURRENCY = (1, 4, 16)
 WORKERS = (1, 2)
 SWITCH_LIMIT = 120  # seconds a switch may take, however short the load around it
 # --quick: the same rows for 2 workers at concurrency 4 only, and shorter load.
-QUICK = {"concurrency": (4,), "workers": (2,), "seconds": 1, "soak": 100, "switch": 10, "death": 10}
+QUICK = {
+    **{"concurrency": (4,), "workers": (2,), "seconds": 1, "soak": 100},
+    **{"switch": 10, "death": 10, "pairs": 1},
+}
 SERVE, PRODUCTION = "python -m serving", "python -m serving.production"
 MODEL, IDENTITY = "pictures-to-digits", "identity pyfunc (baseline)"
 
@@ -173,7 +178,9 @@ def death_under_load(url: str, pid: int, body: Path, seconds: float) -> tuple[Re
     load = hey_in_background(url, body, 8, seconds)
     time.sleep(seconds / 6)
     [victim, *_] = [
-        p for p in psutil.Process(pid).children(recursive=True) if "serve" in p.cmdline()
+        p
+        for p in psutil.Process(pid).children(recursive=True)
+        if "serving.model_app:app" in p.cmdline()
     ]
     port = victim.cmdline()[victim.cmdline().index("--port") + 1]
     for process in [victim, *victim.children(recursive=True)]:
@@ -186,17 +193,31 @@ def death_under_load(url: str, pid: int, body: Path, seconds: float) -> tuple[Re
     return parse(output), back
 
 
+def metrics_cost(store: str, body: Path, seconds: float, folder: Path, pairs: int) -> dict:
+    """Requests/s of the production endpoint (2 workers, one digit, concurrency 16) with
+    its metrics on and off, alternately, `pairs` times each: {on: [rates]}."""
+    rates = {True: [], False: []}
+    for pair in range(pairs):
+        for on in (True, False):
+            extra = () if on else ("--no-metrics",)
+            home = folder / f"metrics-{pair}-{'on' if on else 'off'}"
+            with production(store, "champion", 2, home, *extra) as (url, _):
+                hey(url, body, concurrency=4, requests=100)  # warm-up
+                rates[on].append(hey(url, body, 16, seconds).rate)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10, help="per run (10)")
     parser.add_argument("--soak", type=int, default=10_000, help="requests (10000)")
     parser.add_argument("--quick", action="store_true", help="2 workers, concurrency 4, short")
     args = parser.parse_args()
-    levels, worker_counts, switch, death = CONCURRENCY, WORKERS, 60, 30
+    levels, worker_counts, switch, death, pairs = CONCURRENCY, WORKERS, 60, 30, 3
     if args.quick:
         levels, worker_counts = QUICK["concurrency"], QUICK["workers"]
-        args.seconds, args.soak, switch, death = (
-            QUICK[k] for k in ("seconds", "soak", "switch", "death")
+        args.seconds, args.soak, switch, death, pairs = (
+            QUICK[k] for k in ("seconds", "soak", "switch", "death", "pairs")
         )
     name = model_name()
     table = {}  # (endpoint, model, workers, kind, concurrency): (Result, before, after)
@@ -235,6 +256,7 @@ def main() -> None:
             after = server_memory(pid)
             switched, switch_seconds = switch_under_load(url, body["1 digit"], switch)
             survived, back_seconds = death_under_load(url, pid, body["1 digit"], death)
+        watched = metrics_cost(store, body["1 digit"], args.seconds, folder, pairs)
     report(table, args.seconds, max(levels), worker_counts)
     mb = 1 / 2**20
     for model, (seconds, tree, largest) in starts.items():
@@ -258,6 +280,13 @@ def main() -> None:
         f"- one of the 2 model servers killed (SIGKILL, with its children) during {death} s of "
         f"load at concurrency 8: {survived.errors} errors of {survived.count} requests; "
         f"it answered again {back_seconds:.1f} s after the kill"
+    )
+    on, off = (statistics.median(watched[key]) for key in (True, False))
+    pairs = zip(watched[True], watched[False], strict=True)
+    print(
+        f"- {PRODUCTION}, 2 workers, one digit, concurrency 16, metrics on / off, alternately "
+        f"({', '.join(f'{a:.0f}/{b:.0f}' for a, b in pairs)} requests/s): medians "
+        f"{on:.0f} / {off:.0f} = {on / off:.3f}"
     )
 
 

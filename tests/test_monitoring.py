@@ -14,7 +14,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from test_production import start_production, stop_production, store_copy, wait_for_endpoint
+from test_production import (
+    kill_tree,
+    start_production,
+    stop_production,
+    store_copy,
+    wait_for_endpoint,
+)
 
 from digit_reader.contract import png
 from serving.answers import rotate
@@ -184,3 +190,13 @@ def is_up(url: str) -> bool:
     except OSError:
         return False  # not listening yet
     return [t["health"] for t in targets] == ["up"]
+
+
+@pytest.mark.slow
+def test_a_model_server_that_dies_takes_none_of_its_counts_with_it(monitored, test_digits):
+    for digit in test_digits[:4]:
+        assert post(monitored.url, request_body([png(digit)])).status == 200
+    before = scraped(monitored.url)['digits_pictures_total{version="1"}']
+    kill_tree(monitored.model_servers()[0])
+    after = scraped(monitored.url)['digits_pictures_total{version="1"}']
+    assert after >= before
