@@ -18,7 +18,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 from prometheus_client import Counter, Histogram
 
@@ -43,31 +42,46 @@ EMPTY = Counter("digits_empty_answers", "Pictures in which no digit was found", 
 def watch(model, version: str, home: Path, unsure_below: float):
     """The model, its `predict` recording what it answers (see the module's docstring)."""
     predict = model.predict
+    counts = Counts(version)
 
     def watched_predict(data, params=None):
         answers = predict(data, params=params)
-        record(version, list(data[COLUMN]), answers, home / ANSWERS_LOG, unsure_below)
+        record(counts, list(data[COLUMN]), answers, home / ANSWERS_LOG, unsure_below)
         return answers
 
     model.predict = watched_predict
     return model
 
 
-def record(version: str, images: list, answers: list, log: Path, unsure_below: float) -> None:
+class Counts:
+    """The metrics of one version, their labelled children looked up once (a server serves
+    one version), as they are counted at every request."""
+
+    def __init__(self, version: str):
+        self.version = version
+        self.pictures = PICTURES.labels(version)
+        self.read = {digit: READ.labels(version, str(digit)) for digit in range(10)}
+        self.confidence = CONFIDENCE.labels(version)
+        self.unsure = UNSURE.labels(version)
+        self.empty = EMPTY.labels(version)
+
+
+def record(counts: Counts, images: list, answers: list, log: Path, unsure_below: float) -> None:
     lines = []
     for image, answer in zip(images, answers, strict=True):
-        confidences = [box["confidence"] for box in answer.get("boxes", [])]
-        PICTURES.labels(version).inc()
-        for box in answer.get("boxes", []):
-            READ.labels(version, str(box["digit"])).inc()
-            CONFIDENCE.labels(version).observe(box["confidence"])
+        boxes = answer.get("boxes", [])
+        confidences = [box["confidence"] for box in boxes]
+        counts.pictures.inc()
+        for box in boxes:
+            counts.read[box["digit"]].inc()
+            counts.confidence.observe(box["confidence"])
         if not confidences:
-            EMPTY.labels(version).inc()
+            counts.empty.inc()
         elif min(confidences) < unsure_below:
-            UNSURE.labels(version).inc()
+            counts.unsure.inc()
         line = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "version": version,
+            "version": counts.version,
             "digits": answer.get("digits", ""),
             "confidences": confidences,
             **picture_facts(image),
@@ -88,9 +102,20 @@ def picture_facts(image: str | bytes) -> dict:
         picture.draft("L", (THUMBNAIL, THUMBNAIL))  # JPEG: decoded small, at once
         picture = picture.convert("L")
         picture.thumbnail((THUMBNAIL, THUMBNAIL))
-        grey = np.asarray(picture, dtype=np.int16)
-    ink = np.abs(grey - np.median(grey)) > INK_CONTRAST
-    return {"bytes": len(data), "width": width, "height": height, "ink": round(ink.mean(), 4)}
+        histogram = picture.histogram()  # in C: a tenth of the time numpy's median takes
+    return {"bytes": len(data), "width": width, "height": height, "ink": ink_share(histogram)}
+
+
+def ink_share(histogram: list[int]) -> float:
+    """The share of pixels more than INK_CONTRAST grey levels from the median, from the
+    picture's 256-level histogram."""
+    pixels = sum(histogram)
+    below, median = 0, 0
+    while below + histogram[median] <= pixels // 2:  # the median: half the pixels below
+        below += histogram[median]
+        median += 1
+    background = sum(histogram[max(median - INK_CONTRAST, 0) : median + INK_CONTRAST + 1])
+    return round(1 - background / pixels, 4)
 
 
 def rotate(home: Path, max_bytes: int) -> None:

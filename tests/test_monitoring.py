@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from test_production import (
     kill_tree,
@@ -25,7 +26,7 @@ from test_production import (
 )
 
 from digit_reader.contract import png
-from serving.answers import rotate
+from serving.answers import picture_facts, rotate
 from serving.client import post, request_body
 
 from helpers import MODEL_NAME, free_port, store
@@ -56,6 +57,21 @@ def test_a_full_answer_log_is_rotated_and_one_old_one_kept(tmp_path):
     log.write_text("x" * 101)
     rotate(tmp_path, max_bytes=100)
     assert not log.exists() and (tmp_path / "answers.jsonl.1").read_text() == "x" * 101
+
+
+def test_the_share_of_ink_counts_pixels_far_from_the_background_dark_or_light():
+    paper = np.full((40, 50), 200, np.uint8)  # grey paper
+    paper[:8, :] = 20  # dark ink on a fifth of it
+    paper[8:15, :] = 255  # white, but within 64 grey levels of the paper: not ink
+    assert picture_facts(png(paper)) == {
+        "bytes": len(png(paper)),
+        "width": 50,
+        "height": 40,
+        "ink": 0.2,
+    }
+    board = np.full((40, 50), 30, np.uint8)  # chalk on a board: light ink
+    board[:, :5] = 250
+    assert picture_facts(png(board))["ink"] == 0.1
 
 
 @pytest.fixture(scope="module")
