@@ -15,7 +15,6 @@ import queue
 import threading
 import tkinter as tk
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from tkinter import filedialog
 
@@ -26,6 +25,7 @@ from core.errors import UserError
 from core.paths import FEEDBACK_DIR
 from digit_reader.contract import UNSURE_BELOW
 from digit_reader.normalize import on_paper
+from gui.corrections import correction_of
 from synthetic.pen import pen_line
 
 WIDTH, HEIGHT = 800, 300
@@ -321,7 +321,7 @@ class App:
             self._save(range(len(self.shown.labels)))
 
     def _save(self, numbers) -> None:
-        reading, now = self.shown, datetime.now(UTC).isoformat(timespec="seconds")
+        reading = self.shown
         if "pixels" not in reading.result["boxes"][0]:
             self.set_status(
                 "this model does not say which pixels it read, so corrections cannot be saved: "
@@ -333,15 +333,11 @@ class App:
             if reading.drawing is None:
                 reading.drawing = feedback.new_drawing(reading.picture, self.feedback_dir)
             for number in numbers:
-                box = reading.result["boxes"][number]
-                correction = feedback.Correction(
-                    label=reading.labels[number],
-                    read_as=box["digit"],
-                    model_version=reading.result.get("model_version") or "unknown",
-                    drawing=reading.drawing,
-                    box={key: box[key] for key in ("x", "y", "width", "height")},
-                    pixels=box["pixels"],
-                    time=now,
+                correction = correction_of(
+                    reading.result["boxes"][number],
+                    reading.labels[number],
+                    reading.result.get("model_version"),
+                    reading.drawing,
                 )
                 path = feedback.save(correction, number + 1, self.feedback_dir)
         except OSError as error:

@@ -6,7 +6,9 @@ twice: on the Keras network, and through the model that clients get (the first
 `evaluate.pictures` test digits, each sent as a PNG picture), so that the normalisation
 cannot cost accuracy unnoticed. The packaged model also reads a fixed part of the
 written-numbers benchmark (synthetic/numbers.py, `evaluate.numbers` per set, seed 0): the
-share of whole numbers read exactly right, per set.
+share of whole numbers read exactly right, per set; its answers, one line per picture in
+the answer log's format (core/answer_log.py), go to reports/answers.jsonl, the version's
+own side of the drift report (serving/report.py).
 
 The packaged model runs the ONNX exports of the networks (pipeline/export.py). This stage
 checks that they read as the Keras networks do: on the 10,000 test digits and on every
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.answer_log import EVALUATION_ANSWERS, answer_line
 from core.errors import UserError
 from core.params import load_params
 from core.paths import (
@@ -89,17 +92,21 @@ def picture_accuracy(model, pictures: list[bytes], y: np.ndarray) -> float:
     return float(np.mean([d == str(label) for d, label in zip(digits, y, strict=True)]))
 
 
-def read_numbers(model, sets: dict) -> tuple[dict[str, float], float]:
-    """Share of whole written numbers read exactly right, per set of the benchmark; and
-    the share of answers holding an unsure digit: the version's own baseline, that the
-    endpoint's unsure alert compares with (docs/monitoring.md)."""
-    accuracy, unsure = {}, []
+def read_numbers(model, sets: dict) -> tuple[dict[str, float], float, list[dict]]:
+    """Share of whole written numbers read exactly right, per set of the benchmark; the
+    share of answers holding an unsure digit: the version's own baseline, that the
+    endpoint's unsure alert compares with (docs/monitoring.md); and the answer log's line
+    of each picture, which the drift report sets beside live traffic."""
+    accuracy, unsure, lines = {}, [], []
     for name, numbers in sets.items():
         answers = read_model(model, [n.png for n in numbers])
         readings = [answer["digits"] for answer in answers]
         accuracy[name] = round(score([n.digits for n in numbers], readings)["right"], 4)
         unsure += [any(b["confidence"] < UNSURE_BELOW for b in a["boxes"]) for a in answers]
-    return accuracy, round(float(np.mean(unsure)), 4)
+        lines += [
+            answer_line("evaluation", n.png, a) for n, a in zip(numbers, answers, strict=True)
+        ]
+    return accuracy, round(float(np.mean(unsure)), 4), lines
 
 
 def export_check(network, classify, x: np.ndarray, pictures: list[bytes]) -> dict:
@@ -190,7 +197,7 @@ def main() -> None:
     sets = make_sets(x[..., 0], y, NUMBERS_SEED, p["numbers"], names=NUMBERS_SETS)
     with packaged_model() as model:
         from_pictures = picture_accuracy(model, pictures, y[: len(pictures)])
-        numbers, unsure_share = read_numbers(model, sets)
+        numbers, unsure_share, lines = read_numbers(model, sets)
         written = [number.png for numbers in sets.values() for number in numbers]
         reader = model.unwrap_python_model()
         export = export_check(network, reader.classify, x, pictures + written)
@@ -213,6 +220,8 @@ def main() -> None:
     }
     with written_whole(METRICS_PATH) as path:
         path.write_text(json.dumps(metrics, indent=2) + "\n")
+    with written_whole(EVALUATION_ANSWERS) as path:
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     rows = "\n".join(f"{t},{p}" for t, p in zip(y, predicted, strict=True))
     with written_whole(REPORTS_DIR / "confusion.csv") as path:
         path.write_text("actual,predicted\n" + rows + "\n")

@@ -24,8 +24,16 @@ import hashlib
 import json
 from pathlib import Path
 
+from core.answer_log import EVALUATION_ANSWERS
 from core.params import load_params
-from core.paths import LINES_PATH, LINES_RUN_PATH, METRICS_PATH, MODEL_PATH, REPORTS_DIR, RUN_PATH
+from core.paths import (
+    LINES_PATH,
+    LINES_RUN_PATH,
+    METRICS_PATH,
+    MODEL_PATH,
+    REPORTS_DIR,
+    RUN_PATH,
+)
 from pipeline.promote import auto_promote
 
 PLOTS = [REPORTS_DIR / "confusion.png", REPORTS_DIR / "misclassified.png"]
@@ -75,6 +83,7 @@ def main() -> None:
     with marked_run(run_id=run_id):
         mlflow.log_metrics(figures)
         mlflow.log_artifact(str(METRICS_PATH))
+        mlflow.log_artifact(str(EVALUATION_ANSWERS), "evaluation")  # for serving/report.py
         for plot in PLOTS:
             mlflow.log_artifact(str(plot), "plots")
         model_uri = mlflow.pyfunc.log_model(name="model", **model_arguments(MODEL_PATH)).model_uri
@@ -146,6 +155,12 @@ def bring_up_to_date(client, version, figures: dict[str, float]) -> list[str]:
         for key, value in figures.items():
             client.log_metric(run_id, key, value)
         client.log_artifact(run_id, str(METRICS_PATH))
+    # The numbers benchmark's answers, for the drift report: new ones with new figures,
+    # and kept for versions registered before the report existed.
+    logged = {a.path for a in client.list_artifacts(run_id, "evaluation")} if run_id else set()
+    if run_id and (changed or "evaluation/answers.jsonl" not in logged):
+        client.log_artifact(run_id, str(EVALUATION_ANSWERS), "evaluation")
+        changed = changed or ["evaluation answers"]
     return changed
 
 

@@ -1,11 +1,13 @@
 """What a model server of the production endpoint records about each picture it answers.
 
-`watch(model, version, home, unsure_below)` wraps a loaded pyfunc model's `predict`. After
+`watch(model, version, home, unsure_below, review)` wraps a loaded pyfunc model's `predict`. After
 each batch it counts, in Prometheus' multiprocess files (PROMETHEUS_MULTIPROC_DIR, which
 the endpoint sets for its servers), the pictures answered, the digits read, each digit's
 confidence, the answers holding a digit below `unsure_below` and the answers with no digit;
 and it appends one JSON line per picture to <home>/answers.jsonl: time, version, digits,
-confidences, picture bytes, width and height, share of ink. Never the picture itself.
+confidences, picture bytes, width and height, share of ink (core/answer_log.py). Never
+the picture itself, unless the endpoint was given a review folder: then each picture of
+an unsure answer is kept there, whole, for a person to label (core/review.py).
 
 The endpoint (serving/metrics.py) exports the counts of all its servers at /metrics and
 rotates the log. A model that answers no `boxes` (the benchmark's identity model) counts as
@@ -13,19 +15,14 @@ answering no digit.
 """
 
 import base64
-import io
 import json
-import time
 from pathlib import Path
 
-from PIL import Image
 from prometheus_client import Counter, Histogram
 
+from core.answer_log import ANSWERS_LOG, answer_line
+from core.review import ReviewFolder
 from digit_reader.contract import COLUMN
-
-ANSWERS_LOG = "answers.jsonl"
-INK_CONTRAST = 64  # grey levels from the picture's median: what counts as ink, dark or light
-THUMBNAIL = 64  # pixels: the share of ink is measured on a picture this small
 
 PICTURES = Counter("digits_pictures", "Pictures answered", ["version"])
 READ = Counter("digits_read", "Digits read", ["version", "digit"])
@@ -39,18 +36,23 @@ UNSURE = Counter("digits_unsure_answers", "Answers with a digit below the thresh
 EMPTY = Counter("digits_empty_answers", "Pictures in which no digit was found", ["version"])
 
 
-def watch(model, version: str, home: Path, unsure_below: float):
+def watch(model, version: str, home: Path, unsure_below: float, review: ReviewFolder | None):
     """The model, its `predict` recording what it answers (see the module's docstring)."""
     predict = model.predict
     counts = Counts(version)
 
     def watched_predict(data, params=None):
         answers = predict(data, params=params)
-        record(counts, list(data[COLUMN]), answers, home / ANSWERS_LOG, unsure_below)
+        pictures = [decoded(image) for image in data[COLUMN]]
+        record(counts, pictures, answers, home / ANSWERS_LOG, unsure_below, review)
         return answers
 
     model.predict = watched_predict
     return model
+
+
+def decoded(image: str | bytes) -> bytes:
+    return base64.b64decode(image) if isinstance(image, str) else image
 
 
 class Counts:
@@ -66,9 +68,16 @@ class Counts:
         self.empty = EMPTY.labels(version)
 
 
-def record(counts: Counts, images: list, answers: list, log: Path, unsure_below: float) -> None:
+def record(
+    counts: Counts,
+    pictures: list[bytes],
+    answers: list,
+    log: Path,
+    unsure_below: float,
+    review: ReviewFolder | None,
+) -> None:
     lines = []
-    for image, answer in zip(images, answers, strict=True):
+    for picture, answer in zip(pictures, answers, strict=True):
         boxes = answer.get("boxes", [])
         confidences = [box["confidence"] for box in boxes]
         counts.pictures.inc()
@@ -79,14 +88,9 @@ def record(counts: Counts, images: list, answers: list, log: Path, unsure_below:
             counts.empty.inc()
         elif min(confidences) < unsure_below:
             counts.unsure.inc()
-        line = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "version": counts.version,
-            "digits": answer.get("digits", ""),
-            "confidences": confidences,
-            **picture_facts(image),
-        }
-        lines.append(json.dumps(line) + "\n")
+            if review:
+                keep_for_review(review, picture, answer, counts.version)
+        lines.append(json.dumps(answer_line(counts.version, picture, answer)) + "\n")
     try:  # one write in append mode: lines of several servers never interleave
         with open(log, "a") as file:
             file.write("".join(lines))
@@ -94,28 +98,11 @@ def record(counts: Counts, images: list, answers: list, log: Path, unsure_below:
         pass  # a full disk loses log lines, never an answer
 
 
-def picture_facts(image: str | bytes) -> dict:
-    """Size and share of ink of a picture the model has just read (so it decodes)."""
-    data = base64.b64decode(image) if isinstance(image, str) else image
-    with Image.open(io.BytesIO(data)) as picture:
-        width, height = picture.size
-        picture.draft("L", (THUMBNAIL, THUMBNAIL))  # JPEG: decoded small, at once
-        picture = picture.convert("L")
-        picture.thumbnail((THUMBNAIL, THUMBNAIL))
-        histogram = picture.histogram()  # in C: a tenth of the time numpy's median takes
-    return {"bytes": len(data), "width": width, "height": height, "ink": ink_share(histogram)}
-
-
-def ink_share(histogram: list[int]) -> float:
-    """The share of pixels more than INK_CONTRAST grey levels from the median, from the
-    picture's 256-level histogram."""
-    pixels = sum(histogram)
-    below, median = 0, 0
-    while below + histogram[median] <= pixels // 2:  # the median: half the pixels below
-        below += histogram[median]
-        median += 1
-    background = sum(histogram[max(median - INK_CONTRAST, 0) : median + INK_CONTRAST + 1])
-    return round(1 - background / pixels, 4)
+def keep_for_review(review: ReviewFolder, picture: bytes, answer: dict, version: str) -> None:
+    try:
+        review.keep(picture, answer, version)
+    except OSError:
+        pass  # a full disk loses a picture to review, never an answer
 
 
 def rotate(home: Path, max_bytes: int) -> None:

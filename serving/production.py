@@ -25,9 +25,10 @@ started again if it stops.
 Every answer carries the header X-Model-Version. <home>/access.log has one line per
 request: time, status, latency, model version, body bytes; <home>/answers.jsonl one per
 picture answered (serving/answers.py), and GET /metrics on the endpoint's port shows the
-counts of all its servers to Prometheus (serving/metrics.py, docs/monitoring.md).
-SIGTERM or Ctrl+C stops nginx and every model server, whatever the endpoint was doing,
-and exits 143 or 130.
+counts of all its servers to Prometheus (serving/metrics.py, docs/monitoring.md). With
+--review-folder, each picture of an unsure answer is kept there for a person to label
+(`python -m gui --review`, core/review.py). SIGTERM or Ctrl+C stops nginx and every
+model server, whatever the endpoint was doing, and exits 143 or 130.
 """
 
 import argparse
@@ -45,6 +46,7 @@ from pathlib import Path
 
 from core.errors import UserError
 from core.paths import ROOT
+from core.review import REVIEW_MAX
 from digit_reader.contract import UNSURE_BELOW
 
 MAX_REQUEST_BYTES = 16_000_000  # per request body: what nginx lets through (--max-body)
@@ -367,6 +369,11 @@ class BlueGreen:
                 "DIGITS_UNSURE_BELOW": str(self.args.unsure_below),
                 "PROMETHEUS_MULTIPROC_DIR": str(self.metrics.folder),
             }
+        if self.args.review_folder:
+            env |= {
+                "DIGITS_REVIEW_FOLDER": str(self.args.review_folder),
+                "DIGITS_REVIEW_MAX": str(self.args.review_max),
+            }
         return env
 
     def now_serving(self, version: str) -> None:
@@ -528,6 +535,17 @@ def main() -> None:
         help="no /metrics and no answer log (what bench/load.py compares with)",
     )
     parser.add_argument(
+        "--review-folder",
+        type=Path,
+        help="keep the pictures of unsure answers here, for `python -m gui --review` (off)",
+    )
+    parser.add_argument(
+        "--review-max",
+        type=int,
+        default=REVIEW_MAX,
+        help=f"pictures the review folder holds, the oldest dropped first ({REVIEW_MAX})",
+    )
+    parser.add_argument(
         "--home",
         type=Path,
         default=ROOT / "production",
@@ -538,6 +556,12 @@ def main() -> None:
         parser.error(f"--workers must be 1 or more, not {args.workers}")
     if not 0 < args.unsure_below <= 1:
         parser.error(f"--unsure-below must be above 0 and at most 1, not {args.unsure_below}")
+    if args.review_folder and not args.metrics:
+        parser.error("--review-folder needs the answers watched: leave out --no-metrics")
+    if args.review_max < 1:
+        parser.error(f"--review-max must be 1 or more, not {args.review_max}")
+    if args.review_folder:
+        args.review_folder = args.review_folder.resolve()
     if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
         raise UserError("nginx is not installed: apt install nginx-light")
 

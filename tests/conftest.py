@@ -1,10 +1,13 @@
-"""Fixtures shared by the test modules: MNIST, and a store with three trained models.
+"""Fixtures shared by the test modules: MNIST, a store with three trained models, a screen.
 
 Two tiers: `make check` runs the fast one (`-m "not slow"`: nothing trained beyond
 seconds, no service started), `make test` runs both. A test is slow when it needs the
 trained models of `work`, or when its module is marked slow (it starts services).
 """
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,6 +75,30 @@ def test_digits(mirror):
     from pipeline.preprocess import IMAGES_MAGIC, read_idx
 
     return read_idx(mirror / "t10k-images-idx3-ubyte.gz", IMAGES_MAGIC, (10_000, 28, 28))[:20]
+
+
+@pytest.fixture(scope="session")
+def display():
+    """An Xvfb screen of our own, always: never the screen and pointer of whoever runs
+    the tests, whatever DISPLAY says."""
+    if not shutil.which("Xvfb") or not shutil.which("xdotool"):
+        pytest.fail("the GUI tests need Xvfb and xdotool (Debian: apt-get install xvfb xdotool)")
+    read, write = os.pipe()
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+        pass_fds=[write],
+    )
+    os.close(write)
+    number = os.read(read, 16).decode().strip()
+    before = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = f":{number}"
+    yield os.environ["DISPLAY"]
+    xvfb.terminate()
+    xvfb.wait()
+    if before is None:
+        del os.environ["DISPLAY"]
+    else:
+        os.environ["DISPLAY"] = before
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -3,7 +3,6 @@
 import base64
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,30 +29,6 @@ pytestmark = pytest.mark.slow  # trains models or starts services: `make test` o
 # Digits as pen strokes in a unit box (x right, y down), as the numbers benchmark draws them.
 STROKES = {digit: ways[0] for digit, ways in PEN_DIGITS.items()}
 LEFT = {"1": 100, "7": 300, "0": 500}  # where each digit is drawn, in canvas pixels
-
-
-@pytest.fixture(scope="session")
-def display():
-    """An Xvfb screen of our own, always: never the screen and pointer of whoever runs
-    the tests, whatever DISPLAY says."""
-    if not shutil.which("Xvfb") or not shutil.which("xdotool"):
-        pytest.fail("the GUI tests need Xvfb and xdotool (Debian: apt-get install xvfb xdotool)")
-    read, write = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-        pass_fds=[write],
-    )
-    os.close(write)
-    number = os.read(read, 16).decode().strip()
-    before = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = f":{number}"
-    yield os.environ["DISPLAY"]
-    xvfb.terminate()
-    xvfb.wait()
-    if before is None:
-        del os.environ["DISPLAY"]
-    else:
-        os.environ["DISPLAY"] = before
 
 
 class Window:

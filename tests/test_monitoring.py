@@ -25,8 +25,9 @@ from test_production import (
     wait_until,
 )
 
+from core.answer_log import picture_facts
 from digit_reader.contract import png
-from serving.answers import picture_facts, rotate
+from serving.answers import rotate
 from serving.client import post, request_body
 
 from helpers import MODEL_NAME, free_port, store
