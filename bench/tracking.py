@@ -111,8 +111,9 @@ def main() -> None:
 
         with (
             local.cluster() as database,
-            local.tracking_server(database, Path(folder) / "server") as url,
+            local.tracking_server(database.uri, Path(folder) / "server") as server,
         ):
+            url = server.url
             team = {"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
                     "MLFLOW_TRACKING_PASSWORD": local.ADMIN_PASSWORD}  # fmt: skip
             os.environ.update(team)

@@ -3,11 +3,19 @@
 `use_store` checks a tracking server before any work starts and raises StoreError with
 one line saying what to fix; `explain` gives that line for the login, permission and
 connection errors MLflow raises later (core/errors.py prints it).
+
+A server that cannot be reached (refused, reset, unknown host, no route) is one line
+within seconds. A server that takes the connection but is slow to answer (busy,
+swapping, frozen) is waited for, DIGITS_SERVER_WAIT seconds (60), saying so once.
 """
 
 import base64
 import os
+import socket
+import sys
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from core.errors import UserError
@@ -20,14 +28,16 @@ def tracking_uri() -> str:
 
 # MLflow's own defaults retry a failed request 7 times with a backoff factor of 2 and wait
 # 120 s for an answer: a server that is down hangs a command for minutes, without a word.
-# `check_server` answers that in seconds; these settings still let a long training run
-# ride out a short outage (3 retries after 1, 2 and 4 s). The user's own settings win.
+# `check_server` answers that in seconds; once a command runs, these settings let it ride
+# out a restart of the server or of its database (10-35 s here): 6 retries, after 0, 2, 4,
+# 8, 16 and 32 s (urllib3's backoff), about a minute in all. The user's own settings win.
 HTTP_SETTINGS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
-CHECK_TIMEOUT = 5  # seconds the first request to a server may take
+CHECK_TIMEOUT = 5  # seconds to connect, and seconds each try of the first request may take
+SERVER_WAIT = 60  # seconds a slow server is waited for, unless DIGITS_SERVER_WAIT says
 
 
 class StoreError(UserError):
@@ -65,7 +75,48 @@ def login_hint(uri: str) -> str:
 
 
 def check_server(uri: str) -> None:
-    """One quick authenticated request to a tracking server; StoreError if it fails."""
+    """One quick authenticated request to a tracking server; StoreError if it fails. A
+    server that takes the connection but does not answer is tried again until
+    DIGITS_SERVER_WAIT seconds have passed."""
+    connect(uri)
+    wait = float(os.environ.get("DIGITS_SERVER_WAIT") or SERVER_WAIT)
+    deadline, said = time.monotonic() + wait, False
+    while True:
+        try:
+            return ask(uri, timeout=max(min(CHECK_TIMEOUT, deadline - time.monotonic()), 0.1))
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"the tracking server {uri} took the connection but did not answer in "
+                    f"{wait:g} s: it may be overloaded; try again, or wait longer with "
+                    "DIGITS_SERVER_WAIT"
+                ) from None
+            if not said:
+                print(
+                    f"waiting for the tracking server {uri}: connected, but no answer yet "
+                    f"(up to {wait:g} s, DIGITS_SERVER_WAIT)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                said = True
+
+
+def connect(uri: str) -> None:
+    """Open and close a TCP connection to the server: what cannot be reached fails here."""
+    address = urllib.parse.urlsplit(uri)
+    port = address.port or (443 if address.scheme == "https" else 80)
+    try:
+        socket.create_connection((address.hostname, port), timeout=CHECK_TIMEOUT).close()
+    except OSError as error:
+        reason = "timed out" if isinstance(error, TimeoutError) else error.strerror or error
+        raise StoreError(
+            f"cannot reach the tracking server {uri} ({reason}): check that it is running "
+            "and that MLFLOW_TRACKING_URI is right"
+        ) from None
+
+
+def ask(uri: str, timeout: float) -> None:
+    """The first request; raises TimeoutError when the server is slow to answer."""
     request = urllib.request.Request(
         f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
     )
@@ -74,7 +125,7 @@ def check_server(uri: str) -> None:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        urllib.request.urlopen(request, timeout=CHECK_TIMEOUT).close()
+        urllib.request.urlopen(request, timeout=timeout).close()
     except urllib.error.HTTPError as error:
         if error.code == 401:
             raise StoreError(login_hint(uri)) from None
@@ -84,6 +135,8 @@ def check_server(uri: str) -> None:
         ) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
+        if isinstance(reason, TimeoutError):
+            raise TimeoutError from None
         raise StoreError(
             f"cannot reach the tracking server {uri} ({reason}): check that it is running "
             "and that MLFLOW_TRACKING_URI is right"

@@ -5,6 +5,8 @@ what it started:
   own, a free port). `initdb` refuses to run as root (and CI runs as root): as root, the
   cluster belongs to the `postgres` system user and its commands run as that user.
 - `tracking_server(database, home)`: `python -m team.server` on it, with its login.
+
+Both can be restarted, and the server frozen, as the fault tests need (tests/test_team_faults.py).
 """
 
 import contextlib
@@ -17,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
@@ -32,10 +35,31 @@ def as_owner(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
+@dataclass(frozen=True)
+class Cluster:
+    uri: str  # its superuser, without a database name: postgresql://team@127.0.0.1:PORT
+    pg_ctl: list[str]  # pg_ctl with its data folder and log, run as the cluster's owner
+    options: str  # the server's: port, socket folder, loopback only
+
+    def start(self) -> None:
+        subprocess.run(
+            [*self.pg_ctl, "-o", self.options, "-w", "start"], check=True, capture_output=True
+        )
+
+    def stop(self) -> None:
+        """Fast: open connections are cut, as in a crash or a restart by the admin."""
+        subprocess.run([*self.pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True)
+
+    def restart(self, away: float = 0) -> None:
+        """Stop it, and start it again `away` seconds later."""
+        self.stop()
+        time.sleep(away)
+        self.start()
+
+
 @contextlib.contextmanager
-def cluster() -> Iterator[str]:
-    """Start a cluster; yield a URI of its superuser without a database name
-    (postgresql://team@127.0.0.1:PORT)."""
+def cluster() -> Iterator[Cluster]:
+    """Start a cluster; yield it."""
     if not INSTALLED:
         raise UserError(
             "PostgreSQL's server is needed (/usr/lib/postgresql): apt install postgresql"
@@ -52,14 +76,13 @@ def cluster() -> Iterator[str]:
         capture_output=True,
     )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-    pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log")]
-    subprocess.run(
-        as_owner([*pg_ctl, "-o", options, "-w", "start"]), check=True, capture_output=True
-    )
+    pg_ctl = as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log")])
+    started = Cluster(f"postgresql://{SUPERUSER}@127.0.0.1:{port}", pg_ctl, options)
+    started.start()
     try:
-        yield f"postgresql://{SUPERUSER}@127.0.0.1:{port}"
+        yield started
     finally:
-        subprocess.run(as_owner([*pg_ctl, "-m", "fast", "-w", "stop"]), capture_output=True)
+        started.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -74,35 +97,64 @@ def server_env() -> dict[str, str]:
     return env | {"PATH": path, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD}
 
 
-@contextlib.contextmanager
-def tracking_server(database: str, home: Path) -> Iterator[str]:
-    """`python -m team.server` on a database of the cluster, admin password ADMIN_PASSWORD;
-    yields its URL once /health answers. Its output goes to home/server.log."""
-    home.mkdir(parents=True, exist_ok=True)
-    port, log = free_port(), home / "server.log"
-    with open(log, "w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "team.server", "--database", f"{database}/mlflow",
-             "--home", str(home), "--port", str(port), "--workers", "1"],
-            cwd=ROOT,
-            env=server_env(),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so that mlflow's workers stop with it
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
+class TrackingServer:
+    """`python -m team.server` on a database of the cluster, admin password ADMIN_PASSWORD,
+    on a loopback port that stays the same across restarts. Its output goes to
+    home/server.log."""
+
+    def __init__(self, database: str, home: Path):
+        home.mkdir(parents=True, exist_ok=True)
+        self.database, self.home, self.log = database, home, home / "server.log"
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start it; return once /health answers."""
+        with open(self.log, "a") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "team.server", "--database", f"{self.database}/mlflow",
+                 "--home", str(self.home), "--port", self.url.rsplit(":", 1)[1],
+                 "--workers", "1"],
+                cwd=ROOT,
+                env=server_env(),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # so that mlflow's workers stop with it
+            )  # fmt: skip
         deadline = time.monotonic() + 180
-        while not healthy(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise UserError(f"the tracking server did not start:\n{log.read_text()}")
+        while not healthy(self.url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise UserError(f"the tracking server did not start:\n{self.log.read_text()}")
             time.sleep(0.5)
-        yield url
+
+    def signal(self, number: int) -> None:
+        """Signal the server and its workers. os.killpg, not `kill -TERM -PGID`: Debian
+        12's kill (procps-ng 4.0.2) signals every process of the user for a negative PID."""
+        os.killpg(self.process.pid, number)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.signal(signal.SIGCONT)  # a frozen server could not stop
+            self.signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+    def restart(self, away: float = 0) -> None:
+        """Stop it, and start it again `away` seconds later."""
+        self.stop()
+        time.sleep(away)
+        self.start()
+
+
+@contextlib.contextmanager
+def tracking_server(database: str, home: Path) -> Iterator[TrackingServer]:
+    """A TrackingServer, started; stopped at the end."""
+    server = TrackingServer(database, home)
+    try:
+        server.start()
+        yield server
     finally:
-        # os.killpg, not `kill -TERM -PGID`: Debian 12's kill (procps-ng 4.0.2) signals
-        # every process of the user for a negative PID.
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
+        server.stop()
 
 
 def healthy(url: str) -> bool:

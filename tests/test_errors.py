@@ -3,9 +3,11 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,42 @@ def test_make_test_names_the_system_packages_it_lacks():
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("make test needs system packages: sudo apt-get install xvfb xdotool")
+
+
+def promote_against(url: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.promote"],
+        env=stage_env(MLFLOW_TRACKING_URI=url, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result, time.monotonic() - started
+
+
+def test_a_server_that_takes_the_connection_but_never_answers_is_waited_for_then_named():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result, seconds = promote_against(url, DIGITS_SERVER_WAIT="6")
+    assert result.returncode == 1
+    said = result.stderr.strip().splitlines()
+    assert said == [
+        f"waiting for the tracking server {url}: connected, but no answer yet (up to 6 s, "
+        "DIGITS_SERVER_WAIT)",
+        f"error: the tracking server {url} took the connection but did not answer in 6 s: "
+        "it may be overloaded; try again, or wait longer with DIGITS_SERVER_WAIT",
+    ]
+    assert seconds >= 6
+
+
+def test_a_server_that_refuses_the_connection_is_one_line_at_once():
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]  # free now, and nothing listens on it
+    result, seconds = promote_against(f"http://127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: cannot reach the tracking server http://127.0.0.1:{port} (Connection "
+        "refused): check that it is running and that MLFLOW_TRACKING_URI is right"
+    )
+    assert seconds < 30  # no waiting: the process start is most of it

@@ -64,8 +64,8 @@ class Team:
 def team(tmp_path_factory) -> Iterator[Team]:
     """PostgreSQL in a folder of its own and `python -m team.server` on free loopback ports."""
     home = tmp_path_factory.mktemp("server")
-    with local.cluster() as database, local.tracking_server(database, home) as url:
-        yield Team(url, home)
+    with local.cluster() as database, local.tracking_server(database.uri, home) as server:
+        yield Team(server.url, home)
 
 
 @pytest.fixture(scope="module")
