@@ -1,6 +1,6 @@
 """The store under a team's history: SQLite against the team's server on PostgreSQL.
 
-    python bench/tracking.py [--runs 1000] [--versions 200]
+    python bench/tracking.py [--runs 1000] [--versions 200] [--mixed 60]
 
 Seeds each store with --runs runs (the parameters of params.yaml, 15 epochs of the four
 training metrics, test metrics) and --versions versions of the registered model, then
@@ -8,6 +8,10 @@ prints the time of `python -m pipeline.promote` (the listing; the whole command,
 listing alone in process) and of logging one run with 15 epochs of metrics the way
 `train` does (one request per epoch). The server is `python -m team.server` with its
 login, on a throwaway PostgreSQL cluster (team/local.py), both on loopback.
+
+Then a team at work on the seeded server for --mixed seconds (bench/mixed.py: 4 trainings,
+20 people browsing, promotions), with the server on 1 and then on 4 workers: calls,
+errors and p50 / p99 per kind of call.
 """
 
 import argparse
@@ -23,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from machine import cpu_name  # noqa: E402  (bench/machine.py)
+from mixed import mixed_load  # noqa: E402  (bench/mixed.py)
+from mixed import report as mixed_report  # noqa: E402
 
 from core.params import load_params  # noqa: E402
 from core.registry import model_name  # noqa: E402
@@ -94,10 +100,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--versions", type=int, default=200)
+    parser.add_argument("--mixed", type=float, default=60, help="seconds of mixed load (60)")
     args = parser.parse_args()
     os.environ.update(TF_CPP_MIN_LOG_LEVEL="2", MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true")
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # a line per version otherwise
-    rows = []
+    rows, mixed = [], []
     with tempfile.TemporaryDirectory() as folder:
         sqlite = {"MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"}
         os.environ.update(sqlite)
@@ -122,6 +129,12 @@ def main() -> None:
             seed_store(args.runs, args.versions)
             print(f"seeded the server in {time.perf_counter() - started:.0f} s", flush=True)
             rows.append(measure("team server (PostgreSQL, login, 127.0.0.1)", team))
+            if args.mixed:
+                mixed += mixed_report("1 worker", mixed_load(url, model_name(), args.mixed))
+                server.stop()
+                with local.tracking_server(database.uri, Path(folder) / "server", 4) as four:
+                    calls = mixed_load(four.url, model_name(), args.mixed)
+                    mixed += mixed_report("4 workers", calls)
 
     print(f"\nmachine: {cpu_name()}, {os.cpu_count()} CPUs")
     print(f"{args.runs} runs, {args.versions} versions; seconds:\n")
@@ -129,6 +142,11 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for row in rows:
         print(f"| {row['store']} | {row['promote']} | {row['listing']} | {row['log run']} |")
+    if mixed:
+        print(f"\nMixed load on the team server, {args.mixed:g} s per server (bench/mixed.py):\n")
+        print("| server | call | calls | errors | p50 / p99 (ms) |")
+        print("| --- | --- | --- | --- | --- |")
+        print("\n".join(mixed))
 
 
 if __name__ == "__main__":

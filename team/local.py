@@ -102,9 +102,10 @@ class TrackingServer:
     on a loopback port that stays the same across restarts. Its output goes to
     home/server.log."""
 
-    def __init__(self, database: str, home: Path):
+    def __init__(self, database: str, home: Path, workers: int = 1):
         home.mkdir(parents=True, exist_ok=True)
         self.database, self.home, self.log = database, home, home / "server.log"
+        self.workers = workers
         self.url = f"http://127.0.0.1:{free_port()}"
         self.process: subprocess.Popen | None = None
 
@@ -114,7 +115,7 @@ class TrackingServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "team.server", "--database", f"{self.database}/mlflow",
                  "--home", str(self.home), "--port", self.url.rsplit(":", 1)[1],
-                 "--workers", "1"],
+                 "--workers", str(self.workers)],
                 cwd=ROOT,
                 env=server_env(),
                 stdout=output,
@@ -147,9 +148,9 @@ class TrackingServer:
 
 
 @contextlib.contextmanager
-def tracking_server(database: str, home: Path) -> Iterator[TrackingServer]:
+def tracking_server(database: str, home: Path, workers: int = 1) -> Iterator[TrackingServer]:
     """A TrackingServer, started; stopped at the end."""
-    server = TrackingServer(database, home)
+    server = TrackingServer(database, home, workers)
     try:
         server.start()
         yield server

@@ -50,6 +50,7 @@ TINY = {
 class Team:
     url: str
     home: Path  # the server's folder: artifacts, login settings
+    database: str  # its PostgreSQL cluster: postgresql://team@127.0.0.1:PORT
 
     def login(self, user: str = "admin", password: str = ADMIN_PASSWORD) -> dict[str, str]:
         """The environment of a client of this server with this login."""
@@ -65,7 +66,7 @@ def team(tmp_path_factory) -> Iterator[Team]:
     """PostgreSQL in a folder of its own and `python -m team.server` on free loopback ports."""
     home = tmp_path_factory.mktemp("server")
     with local.cluster() as database, local.tracking_server(database.uri, home) as server:
-        yield Team(server.url, home)
+        yield Team(server.url, home, database.uri)
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +322,67 @@ def test_queued_experiments_all_land(team, team_repo, client):
     assert len(md5s) == len(set(md5s))  # one version per distinct model
     seeds = {client.get_run(version.run_id).data.params["train.seed"] for version in versions}
     assert {"11", "12"} <= seeds
+
+
+def postgres(program: str, *args: str) -> None:
+    """One of PostgreSQL's client programs, as the runbook runs it (docs/team.md)."""
+    binary = local.INSTALLED[-1].parent / program
+    result = subprocess.run([str(binary), *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def registry(client: mlflow.MlflowClient) -> tuple:
+    """Runs, versions and aliases, as they compare across servers."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, max_results=1000)
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    return (
+        sorted((r.info.run_id, r.info.status, sorted(r.data.metrics.items())) for r in runs),
+        sorted((v.version, v.run_id, sorted(v.tags.items())) for v in versions),
+        client.get_registered_model(MODEL_NAME).aliases,
+    )
+
+
+def rights(url: str, user: str) -> tuple:
+    """What the admin sees of a user on the server at url: admin or not, and its rights."""
+    from mlflow.server.auth.client import AuthServiceClient
+
+    auth = AuthServiceClient(url)
+    experiment = mlflow.MlflowClient(url).get_experiment_by_name("mnist").experiment_id
+    return (
+        auth.get_user(user).is_admin,
+        auth.get_user_permission(user, "experiment", experiment).permission,
+        auth.get_user_permission(user, "registered_model", MODEL_NAME).permission,
+    )
+
+
+def test_a_backup_restores_the_whole_registry_on_a_new_cluster_and_home(
+    team, team_repo, client, tmp_path, monkeypatch
+):
+    add_user(team, team_repo, "keeper", "keeper-secret-1", "--editor")
+    if "champion" not in client.get_registered_model(MODEL_NAME).aliases:
+        client.set_registered_model_alias(MODEL_NAME, "champion", "1")
+    # The runbook (docs/team.md): dump the database, then copy the artifacts.
+    dump = tmp_path / "mlflow.dump"
+    postgres("pg_dump", "--format=custom", f"--file={dump}", f"{team.database}/mlflow")
+    shutil.copytree(team.home / "artifacts", tmp_path / "home" / "artifacts")
+
+    with local.cluster() as restored:
+        postgres("createdb", f"--maintenance-db={restored.uri}/postgres", "mlflow")
+        postgres("pg_restore", "--no-owner", f"--dbname={restored.uri}/mlflow", str(dump))
+        with local.tracking_server(restored.uri, tmp_path / "home") as server:
+            for name, value in team.login().items():
+                monkeypatch.setenv(name, value)
+            copy = mlflow.MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+            assert registry(copy) == registry(client)
+            for user in ("admin", "keeper"):
+                assert rights(server.url, user) == rights(team.url, user)
+            # The users' passwords came along: the keeper logs in to the new server.
+            keeper = Team(server.url, tmp_path / "home", restored.uri).login(
+                "keeper", "keeper-secret-1"
+            )
+            answers = []
+            for login in (team.login(), keeper):
+                with serve(team_repo, **login) as endpoint:
+                    answers.append(read_endpoint(endpoint.url, [EXAMPLE]))
+            assert answers[0] == answers[1]
