@@ -17,10 +17,10 @@ QUICK = {
     "load.py": ["--quick"],
     "reading.py": ["--count", "2", "--model-uri", VERSION],
     "serving.py": ["--requests", "5", "--model-uri", VERSION],
-    "tracking.py": ["--runs", "5", "--versions", "2"],
+    "tracking.py": ["--runs", "5", "--versions", "2", "--mixed", "2"],
     "training.py": ["--quick"],
 }
-HELPERS = {"endpoints.py", "identity_model.py", "machine.py"}  # imported, not run
+HELPERS = {"endpoints.py", "identity_model.py", "machine.py", "mixed.py"}  # imported, not run
 
 
 def test_every_benchmark_has_a_quick_mode():
