@@ -32,6 +32,12 @@ class Review:
         self.photo = None  # keeps the picture's Tk image alive
         self._build()
         self.show()
+        self._tick()
+
+    def _tick(self) -> None:
+        """Hand control to Python now and then: Tk's wait would otherwise hold off
+        Ctrl+C and SIGTERM until the next key."""
+        self.root.after(200, self._tick)
 
     def _build(self) -> None:
         self.root.title("Review unsure answers")
