@@ -17,9 +17,8 @@ from PIL import Image, ImageTk
 
 from core import feedback
 from core.review import Kept, ReviewFolder, done
+from gui.app import HEIGHT, WIDTH  # the same canvas as the drawing app's
 from gui.corrections import correction_of
-
-WIDTH, HEIGHT = 800, 300
 
 
 class Review:

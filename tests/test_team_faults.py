@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import mlflow
 import pytest
+from test_team import Team
 
 from team import local
 
@@ -50,11 +51,8 @@ def repo(team, tmp_path_factory, mirror):
 
 
 def login(server: local.TrackingServer) -> dict[str, str]:
-    return {
-        "MLFLOW_TRACKING_URI": server.url,
-        "MLFLOW_TRACKING_USERNAME": "admin",
-        "MLFLOW_TRACKING_PASSWORD": local.ADMIN_PASSWORD,
-    }
+    """The admin's client settings (test_team.Team's, for this module's server)."""
+    return Team(server.url, server.home, server.database).login()
 
 
 def start_training(repo, server, tmp_path) -> tuple[subprocess.Popen, object]:
