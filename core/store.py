@@ -7,11 +7,15 @@ connection errors MLflow raises later (core/errors.py prints it).
 A server that cannot be reached (refused, reset, unknown host, no route) is one line
 within seconds. A server that takes the connection but is slow to answer (busy,
 swapping, frozen) is waited for, DIGITS_SERVER_WAIT seconds (60), saying so once.
+An https:// server is trusted as MLflow's client trusts it: the CA certificate in
+MLFLOW_TRACKING_SERVER_CERT_PATH, else requests' bundle (certifi, or REQUESTS_CA_BUNDLE);
+a certificate it does not trust is one line too.
 """
 
 import base64
 import os
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -108,11 +112,26 @@ def connect(uri: str) -> None:
     try:
         socket.create_connection((address.hostname, port), timeout=CHECK_TIMEOUT).close()
     except OSError as error:
-        reason = "timed out" if isinstance(error, TimeoutError) else error.strerror or error
-        raise StoreError(
-            f"cannot reach the tracking server {uri} ({reason}): check that it is running "
-            "and that MLFLOW_TRACKING_URI is right"
-        ) from None
+        raise unreachable(uri, "timed out" if isinstance(error, TimeoutError) else error) from None
+
+
+def unreachable(uri: str, reason: object) -> StoreError:
+    reason = getattr(reason, "strerror", None) or reason
+    return StoreError(
+        f"cannot reach the tracking server {uri} ({reason}): check that it is running "
+        "and that MLFLOW_TRACKING_URI is right"
+    )
+
+
+def trusted_certificates() -> ssl.SSLContext:
+    """What MLflow's client (requests) verifies a server's certificate with."""
+    import certifi
+
+    return ssl.create_default_context(
+        cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
+        or os.environ.get("REQUESTS_CA_BUNDLE")
+        or certifi.where()
+    )
 
 
 def ask(uri: str, timeout: float) -> None:
@@ -125,7 +144,8 @@ def ask(uri: str, timeout: float) -> None:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        urllib.request.urlopen(request, timeout=timeout).close()
+        context = trusted_certificates() if uri.startswith("https://") else None
+        urllib.request.urlopen(request, timeout=timeout, context=context).close()
     except urllib.error.HTTPError as error:
         if error.code == 401:
             raise StoreError(login_hint(uri)) from None
@@ -137,10 +157,13 @@ def ask(uri: str, timeout: float) -> None:
         reason = getattr(error, "reason", error)
         if isinstance(reason, TimeoutError):
             raise TimeoutError from None
-        raise StoreError(
-            f"cannot reach the tracking server {uri} ({reason}): check that it is running "
-            "and that MLFLOW_TRACKING_URI is right"
-        ) from None
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise StoreError(
+                f"{uri} presents a certificate this machine does not trust "
+                f"({reason.verify_message}): set MLFLOW_TRACKING_SERVER_CERT_PATH to the "
+                "certificate of the CA that signed it"
+            ) from None
+        raise unreachable(uri, reason) from None
 
 
 def explain(error: Exception) -> str | None:
