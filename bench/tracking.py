@@ -118,7 +118,7 @@ def main() -> None:
 
         with (
             local.cluster() as database,
-            local.tracking_server(database.uri, Path(folder) / "server") as server,
+            local.tracking_server(database, Path(folder) / "server") as server,
         ):
             url = server.url
             team = {"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
@@ -132,7 +132,7 @@ def main() -> None:
             if args.mixed:
                 mixed += mixed_report("1 worker", mixed_load(url, model_name(), args.mixed))
                 server.stop()
-                with local.tracking_server(database.uri, Path(folder) / "server", 4) as four:
+                with local.tracking_server(database, Path(folder) / "server", 4) as four:
                     calls = mixed_load(four.url, model_name(), args.mixed)
                     mixed += mixed_report("4 workers", calls)
 

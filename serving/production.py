@@ -32,11 +32,8 @@ model server, whatever the endpoint was doing, and exits 143 or 130.
 """
 
 import argparse
-import contextlib
 import json
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
@@ -44,8 +41,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import UserError
+from core import nginx
+from core.nginx import Nginx
 from core.paths import ROOT
+from core.processes import stop_group
 from core.review import REVIEW_MAX
 from digit_reader.contract import UNSURE_BELOW
 
@@ -57,26 +56,15 @@ METRICS_LOCATION = """
         }}"""
 NGINX_CONFIG = """\
 # Written by python -m serving.production, and again at each switch of model version.
-daemon off;
-worker_processes 1;
+{main}
 worker_shutdown_timeout 150s;
-pid {home}/nginx.pid;
-error_log {home}/error.log warn;
-{user}
-events {{
-    worker_connections 1024;
-}}
 
 http {{
     log_format requests '$time_iso8601 status=$status latency=${{request_time}}s '
                         'version=$sent_http_x_model_version body=$content_length '
                         '"$request" $remote_addr';
     access_log {home}/access.log requests;
-    client_body_temp_path {home}/tmp/body;
-    proxy_temp_path {home}/tmp/proxy;
-    fastcgi_temp_path {home}/tmp/fastcgi;
-    uwsgi_temp_path {home}/tmp/uwsgi;
-    scgi_temp_path {home}/tmp/scgi;
+{temp_paths}
 
     # The limits, applied before the model server sees a byte of the request.
     client_max_body_size {max_body};
@@ -129,12 +117,6 @@ def log(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}", flush=True)
 
 
-def signal_group(group: int, number: int) -> None:
-    """Signal a process group; one that is already gone is no error."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(group, number)
-
-
 @dataclass
 class ModelServer:
     """One model server (serving/model_app.py under uvicorn, one worker) on a loopback
@@ -184,14 +166,7 @@ class ModelServer:
         """Stop it and whatever is left of its group, in any state; safe to repeat."""
         if self.process is None:
             return
-        signal_group(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        # Whatever it started may outlive it (it was killed alone).
-        signal_group(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        stop_group(self.process)
 
 
 @dataclass
@@ -206,88 +181,40 @@ class Version:
             served.stop()
 
 
-class Nginx:
-    """nginx in the foreground, as a child of ours, with its config in `home`."""
+class EndpointNginx(Nginx):
+    """The endpoint's nginx: its config names the servers of one version."""
 
     def __init__(self, home: Path, settings: dict, metrics_port: int | None):
-        self.home = home
-        self.settings = settings
+        super().__init__(home)
+        self.endpoint = settings  # host, port, max_body, timeout
         self.metrics_port = metrics_port  # where GET /metrics goes; None: nowhere
-        self.config = home / "nginx.conf"
-        self.process: subprocess.Popen | None = None
-
-    def command(self, *extra: str) -> list[str]:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        return [
-            binary,
-            "-p",
-            str(self.home),
-            "-c",
-            str(self.config),
-            "-e",
-            str(self.home / "error.log"),
-            *extra,
-        ]
 
     def write_config(self, served: Version) -> None:
         ports = [s.port for s in served.servers]
-        text = NGINX_CONFIG.format(
-            home=self.home,
-            user=worker_user(self.home),
-            servers="\n".join(f"        server 127.0.0.1:{port};" for port in ports),
-            tries=min(len(ports), 3),
-            metrics=METRICS_LOCATION.format(port=self.metrics_port) if self.metrics_port else "",
-            version=served.version,
-            too_large=json.dumps(
-                {
-                    "error_code": "REQUEST_TOO_LARGE",
-                    "message": "the request body is larger than the limit of "
-                    f"{self.settings['max_body']} bytes",
-                }
-            ),
-            unavailable=json.dumps(
-                {"error_code": "UNAVAILABLE", "message": "the model server is not answering"}
-            ),
-            **self.settings,
+        base = self.settings()
+        self.write(
+            NGINX_CONFIG.format(
+                main=nginx.MAIN.format(**base),
+                temp_paths=nginx.TEMP_PATHS.format(**base),
+                servers="\n".join(f"        server 127.0.0.1:{port};" for port in ports),
+                tries=min(len(ports), 3),
+                metrics=METRICS_LOCATION.format(port=self.metrics_port)
+                if self.metrics_port
+                else "",
+                version=served.version,
+                too_large=json.dumps(
+                    {
+                        "error_code": "REQUEST_TOO_LARGE",
+                        "message": "the request body is larger than the limit of "
+                        f"{self.endpoint['max_body']} bytes",
+                    }
+                ),
+                unavailable=json.dumps(
+                    {"error_code": "UNAVAILABLE", "message": "the model server is not answering"}
+                ),
+                **self.endpoint,
+            )
         )
-        self.config.write_text(text)
-        check = subprocess.run(self.command("-t", "-q"), capture_output=True, text=True)
-        if check.returncode != 0:
-            raise UserError(f"nginx refused {self.config}: {check.stderr.strip()}")
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(self.command(), start_new_session=True)
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def reload(self) -> None:
-        """Load the config written last; return once the old workers have finished."""
-        import psutil
-
-        old_workers = psutil.Process(self.process.pid).children()
-        self.process.send_signal(signal.SIGHUP)
-        psutil.wait_procs(old_workers, timeout=160)
-
-    def stop(self) -> None:
-        """Stop nginx and its workers, in any state; safe to repeat."""
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGQUIT)  # finish the requests in flight
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        signal_group(self.process.pid, signal.SIGKILL)  # workers of a master that died
-        self.process.wait()
-
-
-def worker_user(home: Path) -> str:
-    """nginx's `user` line: as root, its workers run as the owner of home (they write
-    request bodies there); otherwise they run as the user who started it."""
-    if os.geteuid() != 0:
-        return ""
-    return f"user {pwd.getpwuid(home.stat().st_uid).pw_name};"
 
 
 def meanwhile(living: int) -> str:
@@ -327,7 +254,9 @@ class BlueGreen:
             self.metrics = EndpointMetrics(args.home)
         metrics_port = server.free_port() if self.metrics else None
         settings = {"host": args.host, "port": args.port, "max_body": args.max_body}
-        self.nginx = Nginx(args.home, {**settings, "timeout": args.client_timeout}, metrics_port)
+        self.nginx = EndpointNginx(
+            args.home, {**settings, "timeout": args.client_timeout}, metrics_port
+        )
         self.current: Version | None = None
         self.versions: list[Version] = []  # every version with processes of ours
         self.failed: set[str] = set()  # versions that did not start, until the alias moves
@@ -562,8 +491,7 @@ def main() -> None:
         parser.error(f"--review-max must be 1 or more, not {args.review_max}")
     if args.review_folder:
         args.review_folder = args.review_folder.resolve()
-    if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
-        raise UserError("nginx is not installed: apt install nginx-light")
+    nginx.binary()  # says how to install it
 
     from core.registry import check_model, model_name
     from core.store import use_store
@@ -574,7 +502,7 @@ def main() -> None:
     check_model(f"models:/{name}@{args.alias}")  # says what fixes it
     version = alias_version(name, args.alias)
     args.home = args.home.resolve()
-    (args.home / "tmp").mkdir(parents=True, exist_ok=True)
+    args.home.mkdir(parents=True, exist_ok=True)
     endpoint = BlueGreen(name, args.alias, args)
     url = f"http://{args.host}:{args.port}"
     try:

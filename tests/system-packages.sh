@@ -10,6 +10,8 @@ command -v xdotool >/dev/null || missing+=(xdotool)
 command -v hey >/dev/null || missing+=(hey)  # bench/load.py
 command -v prometheus >/dev/null || missing+=(prometheus)  # tests/test_monitoring.py
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# the team server's HTTPS front counts failed logins in Lua (team/https.py)
+[ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || missing+=(libnginx-mod-http-lua)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 "${PYTHON:-python}" -c "import tkinter" 2>/dev/null || missing+=(python3-tk)
 if [ ${#missing[@]} -eq 0 ]; then

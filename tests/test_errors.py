@@ -144,3 +144,34 @@ def test_a_server_that_refuses_the_connection_is_one_line_at_once():
         "refused): check that it is running and that MLFLOW_TRACKING_URI is right"
     )
     assert seconds < 30  # no waiting: the process start is most of it
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (
+            ["--database", "postgresql://mlflow:hunter2@127.0.0.1/mlflow"],
+            "--database holds a password, which every user of this machine would see (ps): "
+            "give it in PGPASSWORD or a .pgpass file (PGPASSFILE) instead",
+        ),
+        (
+            ["--database", "postgresql://mlflow@127.0.0.1/mlflow", "--tls-cert", "cert.pem"],
+            "give both --tls-cert and --tls-key, or neither",
+        ),
+        (
+            ["--database", "postgresql://mlflow@127.0.0.1/mlflow", "--tls-cert", "cert.pem",
+             "--tls-key", "key.pem"],
+            "--tls-cert cert.pem: no such file",
+        ),
+    ],
+)  # fmt: skip
+def test_the_team_server_refuses_a_password_in_sight_or_half_a_certificate(args, said, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "team.server", *args, "--home", str(tmp_path / "home")],
+        cwd=tmp_path,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert (result.returncode, result.stderr) == (1, f"error: {said}\n")
+    assert not (tmp_path / "home").exists()  # nothing started, nothing written

@@ -1,10 +1,15 @@
-"""The team set-up, for real on loopback: PostgreSQL, `python -m team.server` with its login,
-the pipeline, promotion, the endpoint and the app against it, and a DVC remote."""
+"""The team set-up, for real on loopback: PostgreSQL that asks for a password,
+`python -m team.server` behind HTTPS (a CA of the tests' own) with its login, the
+pipeline, promotion, the endpoint and the app against it, guessed passwords refused,
+no password in sight, a DVC remote, and a backup restored."""
 
 import base64
 import hashlib
+import http.client
+import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -50,7 +55,12 @@ TINY = {
 class Team:
     url: str
     home: Path  # the server's folder: artifacts, login settings
-    database: str  # its PostgreSQL cluster: postgresql://team@127.0.0.1:PORT
+    cluster: local.Cluster  # its PostgreSQL
+    ca: Path | None = None  # the certificate of the CA that signed the server's, for HTTPS
+
+    def trust(self) -> dict[str, str]:
+        """The client setting that trusts the server's certificate."""
+        return {"MLFLOW_TRACKING_SERVER_CERT_PATH": str(self.ca)} if self.ca else {}
 
     def login(self, user: str = "admin", password: str = ADMIN_PASSWORD) -> dict[str, str]:
         """The environment of a client of this server with this login."""
@@ -58,15 +68,37 @@ class Team:
             "MLFLOW_TRACKING_URI": self.url,
             "MLFLOW_TRACKING_USERNAME": user,
             "MLFLOW_TRACKING_PASSWORD": password,
+            **self.trust(),
         }
 
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory) -> Iterator[Team]:
-    """PostgreSQL in a folder of its own and `python -m team.server` on free loopback ports."""
+    """PostgreSQL in a folder of its own, and `python -m team.server` behind HTTPS, on free
+    loopback ports."""
     home = tmp_path_factory.mktemp("server")
-    with local.cluster() as database, local.tracking_server(database.uri, home) as server:
-        yield Team(server.url, home, database.uri)
+    tls = local.certificates(tmp_path_factory.mktemp("certificates"))
+    with local.cluster() as database, local.tracking_server(database, home, tls=tls) as server:
+        yield Team(server.url, home, database, tls.ca)
+
+
+def ask(team: Team, user: str, password: str, source: str = "127.0.0.1") -> int:
+    """One MLflow request over HTTPS from a loopback address; the status of the answer."""
+    port = int(team.url.rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=team.ca)
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", port, context=context, source_address=(source, 0), timeout=30
+    )
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    try:
+        connection.request(
+            "GET",
+            "/api/2.0/mlflow/experiments/search?max_results=1",
+            headers={"Authorization": f"Basic {token}"},
+        )
+        return connection.getresponse().status
+    finally:
+        connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +124,13 @@ def test_server_prints_the_uri_and_asks_for_a_login(team):
     assert f"tracking server for the team: {team.url}" in log
     assert f"export MLFLOW_TRACKING_URI={team.url}" in log
 
+    context = ssl.create_default_context(cafile=team.ca)
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(team.url, timeout=10)
+        urllib.request.urlopen(team.url, timeout=10, context=context)
     assert refused.value.code == 401
     token = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
     page = urllib.request.Request(team.url, headers={"Authorization": f"Basic {token}"})
-    with urllib.request.urlopen(page, timeout=10) as answer:  # the MLflow UI
+    with urllib.request.urlopen(page, timeout=10, context=context) as answer:  # the MLflow UI
         assert answer.status == 200 and b"<html" in answer.read().lower()
 
 
@@ -182,10 +215,17 @@ def snapshot(client: mlflow.MlflowClient, repo: Path) -> tuple:
 
 
 FAULTS = {
-    "no login": (lambda team: {"MLFLOW_TRACKING_URI": team.url}, "asks for a login"),
+    "no login": (
+        lambda team: {"MLFLOW_TRACKING_URI": team.url, **team.trust()},
+        "asks for a login",
+    ),
     "wrong password": (
         lambda team: team.login(password="not-the-password"),
         "refused the login of user 'admin'",
+    ),
+    "untrusted certificate": (
+        lambda team: {k: v for k, v in team.login().items() if k not in team.trust()},
+        "presents a certificate this machine does not trust",
     ),
     "server down": (
         lambda team: {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"},
@@ -324,10 +364,12 @@ def test_queued_experiments_all_land(team, team_repo, client):
     assert {"11", "12"} <= seeds
 
 
-def postgres(program: str, *args: str) -> None:
+def postgres(cluster: local.Cluster, program: str, *args: str) -> None:
     """One of PostgreSQL's client programs, as the runbook runs it (docs/team.md)."""
     binary = local.INSTALLED[-1].parent / program
-    result = subprocess.run([str(binary), *args], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(binary), *args], env=os.environ | cluster.env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -364,13 +406,15 @@ def test_a_backup_restores_the_whole_registry_on_a_new_cluster_and_home(
         client.set_registered_model_alias(MODEL_NAME, "champion", "1")
     # The runbook (docs/team.md): dump the database, then copy the artifacts.
     dump = tmp_path / "mlflow.dump"
-    postgres("pg_dump", "--format=custom", f"--file={dump}", f"{team.database}/mlflow")
+    postgres(
+        team.cluster, "pg_dump", "--format=custom", f"--file={dump}", f"{team.cluster.uri}/mlflow"
+    )
     shutil.copytree(team.home / "artifacts", tmp_path / "home" / "artifacts")
 
     with local.cluster() as restored:
-        postgres("createdb", f"--maintenance-db={restored.uri}/postgres", "mlflow")
-        postgres("pg_restore", "--no-owner", f"--dbname={restored.uri}/mlflow", str(dump))
-        with local.tracking_server(restored.uri, tmp_path / "home") as server:
+        postgres(restored, "createdb", f"--maintenance-db={restored.uri}/postgres", "mlflow")
+        postgres(restored, "pg_restore", "--no-owner", f"--dbname={restored.uri}/mlflow", str(dump))
+        with local.tracking_server(restored, tmp_path / "home") as server:
             for name, value in team.login().items():
                 monkeypatch.setenv(name, value)
             copy = mlflow.MlflowClient(tracking_uri=server.url, registry_uri=server.url)
@@ -378,7 +422,7 @@ def test_a_backup_restores_the_whole_registry_on_a_new_cluster_and_home(
             for user in ("admin", "keeper"):
                 assert rights(server.url, user) == rights(team.url, user)
             # The users' passwords came along: the keeper logs in to the new server.
-            keeper = Team(server.url, tmp_path / "home", restored.uri).login(
+            keeper = Team(server.url, tmp_path / "home", restored).login(
                 "keeper", "keeper-secret-1"
             )
             answers = []
@@ -386,3 +430,53 @@ def test_a_backup_restores_the_whole_registry_on_a_new_cluster_and_home(
                 with serve(team_repo, **login) as endpoint:
                     answers.append(read_endpoint(endpoint.url, [EXAMPLE]))
             assert answers[0] == answers[1]
+
+
+def test_an_address_that_guesses_passwords_is_refused_and_no_other(team):
+    """nginx counts the logins MLflow refuses, per address (team/https.py)."""
+    guesses, logged_in = [], []
+    for _ in range(12):
+        guesses.append(ask(team, "admin", "a-guess", source="127.0.0.2"))
+        logged_in.append(ask(team, "admin", ADMIN_PASSWORD))
+    assert guesses == [401] * 10 + [429] * 2
+    assert logged_in == [200] * 12
+    # The refused address is refused whatever it sends; a guess from a third is only wrong.
+    assert ask(team, "admin", ADMIN_PASSWORD, source="127.0.0.2") == 429
+    assert ask(team, "admin", "a-guess", source="127.0.0.3") == 401
+
+
+def holders(files, secrets: list[str]) -> dict[str, list[str]]:
+    """The files that hold one of the secrets: path -> which, and its mode."""
+    found = {}
+    for path in files:
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < 50_000_000:
+            text = path.read_bytes()
+            if held := [secret for secret in secrets if secret.encode() in text]:
+                found[str(path)] = [*held, oct(path.stat().st_mode & 0o777)]
+    return found
+
+
+def test_no_password_in_a_command_line_a_log_or_a_readable_file(team, team_repo):
+    """Everything ran already (the module's order): training, users, the endpoint. Now
+    the endpoint serves again, its model servers loading from the team server."""
+    secrets = [team.cluster.password, ADMIN_PASSWORD, "reader-secret", "editor-secret"]
+    secrets.append("keeper-secret-1")
+    with serve(team_repo, **team.login()):
+        command_lines = {}
+        for process in Path("/proc").glob("[0-9]*"):
+            try:
+                command_lines[process.name] = (process / "cmdline").read_bytes()
+            except OSError:  # it ended meanwhile
+                continue
+    assert len(command_lines) > 10  # this module's server, nginx, PostgreSQL, the endpoint
+    for pid, line in command_lines.items():
+        assert not [s for s in secrets if s.encode() in line], (pid, line)
+
+    # Logs and settings of the server and of PostgreSQL, and what the clone that trained
+    # wrote (not its code: this module's passwords are in it): only the cluster's .pgpass
+    # holds a password, and only its owner may read it.
+    written = sh("git", "ls-files", "--others", cwd=team_repo).splitlines()  # and ignored
+    found = holders(team.home.rglob("*"), secrets)
+    found |= holders(team.cluster.passfile.parent.rglob("*"), secrets)
+    found |= holders((team_repo / name for name in written), secrets)
+    assert found == {str(team.cluster.passfile): [team.cluster.password, "0o600"]}

@@ -38,7 +38,7 @@ AWAY = 20
 @pytest.fixture(scope="module")
 def team(tmp_path_factory) -> Iterator[tuple[local.Cluster, local.TrackingServer]]:
     home = tmp_path_factory.mktemp("faulty-server")
-    with local.cluster() as database, local.tracking_server(database.uri, home) as server:
+    with local.cluster() as database, local.tracking_server(database, home) as server:
         yield database, server
 
 
@@ -52,7 +52,7 @@ def repo(team, tmp_path_factory, mirror):
 
 def login(server: local.TrackingServer) -> dict[str, str]:
     """The admin's client settings (test_team.Team's, for this module's server)."""
-    return Team(server.url, server.home, server.database).login()
+    return Team(server.url, server.home, server.cluster).login()
 
 
 def start_training(repo, server, tmp_path) -> tuple[subprocess.Popen, object]:
