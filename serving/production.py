@@ -194,6 +194,7 @@ class EndpointNginx(Nginx):
         base = self.settings()
         self.write(
             NGINX_CONFIG.format(
+                home=base["home"],
                 main=nginx.MAIN.format(**base),
                 temp_paths=nginx.TEMP_PATHS.format(**base),
                 servers="\n".join(f"        server 127.0.0.1:{port};" for port in ports),
