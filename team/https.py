@@ -1,7 +1,8 @@
 """The team server's front door: nginx with the certificate, in front of the MLflow
 server, which then listens on loopback only (`python -m team.server --tls-cert --tls-key`).
 
-- TLS 1.2 and 1.3 with the given certificate chain and key; plain HTTP is not answered.
+- TLS 1.2 and 1.3 with the given certificate chain and key (a plain-HTTP request gets
+  nginx's 400).
 - Guessed passwords: a request with a login that MLflow refuses (401) is counted for its
   address; after MAX_FAILED such answers within WINDOW seconds, the address gets 429 for
   REFUSED_FOR seconds, before MLflow sees the request (and hashes its password). Other
@@ -14,6 +15,7 @@ server, which then listens on loopback only (`python -m team.server --tls-cert -
 supervisor (systemd's Restart=on-failure, docs/team.md) then starts the pair again.
 """
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -48,6 +50,7 @@ http {{
     upstream mlflow {{
         server 127.0.0.1:{mlflow_port};
         keepalive 16;
+        keepalive_timeout 4s;  # under uvicorn's 5 s, so nginx never reuses one it closed
     }}
 
     server {{
@@ -130,7 +133,13 @@ def serve(mlflow_server: list[str], env: dict[str, str], https: nginx.Nginx) -> 
         ended, code = ("MLflow", mlflow.returncode) if mlflow.poll() is not None else (
             "nginx", https.process.returncode
         )  # fmt: skip
-        raise UserError(f"{ended} stopped (exit code {code}), so the server stops: start it again")
+        raise UserError(
+            f"{ended} stopped (exit code {code}), so the server stops: the reason is in "
+            f"{https.home / 'error.log' if ended == 'nginx' else 'the lines above'}"
+        )
     finally:
+        # A second SIGTERM or Ctrl+C must not cut the stopping short and orphan either.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         https.stop()
         stop_group(mlflow)

@@ -199,7 +199,7 @@ class TrackingServer:
         if self.process and self.process.poll() is None:
             self.signal(signal.SIGCONT)  # a frozen server could not stop
             self.signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
+            self.process.wait(timeout=90)  # with TLS: nginx's 30 s, then MLflow's 30 s
 
     def restart(self, away: float = 0) -> None:
         """Stop it, and start it again `away` seconds later."""

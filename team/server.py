@@ -26,7 +26,9 @@
 It prints the URI to give to clients, then becomes `mlflow server` (same process id), or
 with TLS runs it and nginx and stops both when either ends: stop it with SIGTERM or
 Ctrl+C. Arguments after `--` go to `mlflow server` unchanged, for example
-`-- --allowed-hosts mlflow.example.com` (the name clients use, as nginx passes it on).
+`-- --allowed-hosts mlflow.example.com --cors-allowed-origins https://mlflow.example.com`
+(the name clients use, as nginx passes it on, and the UI's origin: MLflow refuses
+changes from any other page).
 """
 
 import argparse
@@ -34,7 +36,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from core.errors import UserError, command
 
@@ -52,7 +54,7 @@ def check_database_uri(database_uri: str) -> None:
         raise ServerError(
             f"--database must be postgresql://USER@HOST:PORT/NAME, not {database_uri}"
         )
-    if parts.password is not None:
+    if parts.password is not None or "password" in parse_qs(parts.query):
         raise ServerError(
             "--database holds a password, which every user of this machine would see "
             "(ps): give it in PGPASSWORD or a .pgpass file (PGPASSFILE) instead"

@@ -155,6 +155,11 @@ def test_a_server_that_refuses_the_connection_is_one_line_at_once():
             "give it in PGPASSWORD or a .pgpass file (PGPASSFILE) instead",
         ),
         (
+            ["--database", "postgresql://mlflow@127.0.0.1/mlflow?password=hunter2"],
+            "--database holds a password, which every user of this machine would see (ps): "
+            "give it in PGPASSWORD or a .pgpass file (PGPASSFILE) instead",
+        ),
+        (
             ["--database", "postgresql://mlflow@127.0.0.1/mlflow", "--tls-cert", "cert.pem"],
             "give both --tls-cert and --tls-key, or neither",
         ),

@@ -9,6 +9,7 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -73,11 +74,15 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory) -> Iterator[Team]:
+def tls(tmp_path_factory) -> local.Certificates:
+    return local.certificates(tmp_path_factory.mktemp("certificates"))
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory, tls) -> Iterator[Team]:
     """PostgreSQL in a folder of its own, and `python -m team.server` behind HTTPS, on free
     loopback ports."""
     home = tmp_path_factory.mktemp("server")
-    tls = local.certificates(tmp_path_factory.mktemp("certificates"))
     with local.cluster() as database, local.tracking_server(database, home, tls=tls) as server:
         yield Team(server.url, home, database, tls.ca)
 
@@ -443,6 +448,37 @@ def test_an_address_that_guesses_passwords_is_refused_and_no_other(team):
     # The refused address is refused whatever it sends; a guess from a third is only wrong.
     assert ask(team, "admin", ADMIN_PASSWORD, source="127.0.0.2") == 429
     assert ask(team, "admin", "a-guess", source="127.0.0.3") == 401
+
+
+@pytest.mark.parametrize("end", ["SIGTERM", "nginx dies"])
+def test_the_server_stops_nginx_and_mlflow_together(team, tls, tmp_path, end):
+    """A second server on the same database, for this test alone."""
+    import psutil
+
+    server = local.TrackingServer(team.cluster, tmp_path / "home", tls=tls)
+    server.start()
+    try:
+        started = psutil.Process(server.process.pid).children(recursive=True)
+        assert {process.name() for process in started} >= {"mlflow", "nginx"}
+        if end == "SIGTERM":
+            server.process.send_signal(signal.SIGTERM)
+        else:
+            [master] = [
+                p for p in started if p.name() == "nginx" and p.ppid() == server.process.pid
+            ]
+            master.kill()
+        server.process.wait(timeout=90)
+    finally:
+        server.stop()
+    left = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == []  # uvicorn's workers and nginx's too
+    last = server.log.read_text().strip().splitlines()[-1]
+    if end == "SIGTERM":
+        assert server.process.returncode == 143
+        assert last == "stopped by SIGTERM: the MLflow server (and nginx) stopped"
+    else:
+        assert server.process.returncode == 1
+        assert last.startswith("error: nginx stopped (exit code -9), so the server stops")
 
 
 def holders(files, secrets: list[str]) -> dict[str, list[str]]:
