@@ -2,7 +2,8 @@
 temporary files in one folder: what the production endpoint (serving/production.py) and
 the team server's HTTPS front (team/https.py) each run.
 
-Their configs start with MAIN, then TEMP_PATHS inside `http {}`, filled by `settings()`.
+Their configs start with `{main}`, then `{temp_paths}` inside `http {}`: `settings()`
+fills them, and `{home}`, the folder.
 """
 
 import os
@@ -45,7 +46,7 @@ def binary() -> str:
     """nginx's path; UserError if it is not installed."""
     found = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(found).exists():
-        raise UserError("nginx is not installed: apt install nginx-light libnginx-mod-http-lua")
+        raise UserError("nginx is not installed: apt install nginx-light")
     return found
 
 
@@ -57,8 +58,12 @@ class Nginx:
         self.process: subprocess.Popen | None = None
 
     def settings(self) -> dict[str, str]:
-        """What MAIN and TEMP_PATHS need: `home` and `user`."""
-        return {"home": str(self.home), "user": worker_user(self.home)}
+        """The parts every config of ours shares: `home`, `main` and `temp_paths`."""
+        home = {"home": str(self.home)}
+        return home | {
+            "main": MAIN.format(**home, user=worker_user(self.home)),
+            "temp_paths": TEMP_PATHS.format(**home),
+        }
 
     def command(self, *extra: str) -> list[str]:
         # -e: the log of the start itself, before the config names one

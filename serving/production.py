@@ -191,12 +191,9 @@ class EndpointNginx(Nginx):
 
     def write_config(self, served: Version) -> None:
         ports = [s.port for s in served.servers]
-        base = self.settings()
         self.write(
             NGINX_CONFIG.format(
-                home=base["home"],
-                main=nginx.MAIN.format(**base),
-                temp_paths=nginx.TEMP_PATHS.format(**base),
+                **self.settings(),
                 servers="\n".join(f"        server 127.0.0.1:{port};" for port in ports),
                 tries=min(len(ports), 3),
                 metrics=METRICS_LOCATION.format(port=self.metrics_port)

@@ -101,12 +101,10 @@ def front(home: Path, host: str, port: int, cert: Path, key: Path, mlflow_port: 
     if not (MODULES / "ngx_http_lua_module.so").exists():
         raise UserError("nginx's Lua module is not installed: apt install libnginx-mod-http-lua")
     server = nginx.Nginx(home / "nginx")
-    base = server.settings()
     server.write(
         CONFIG.format(
+            **server.settings(),
             modules=MODULES,
-            main=nginx.MAIN.format(**base),
-            temp_paths=nginx.TEMP_PATHS.format(**base),
             host=host,
             port=port,
             cert=cert.resolve(),
@@ -116,7 +114,6 @@ def front(home: Path, host: str, port: int, cert: Path, key: Path, mlflow_port: 
             window=WINDOW,
             refused_for=REFUSED_FOR,
             refused=REFUSED,
-            **base,
         )
     )
     return server

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from core.errors import UserError
 from core.paths import ROOT
+from core.processes import signal_group
 from serving.server import free_port
 
 # Debian keeps each major version's server programs apart; take the newest.
@@ -160,7 +161,6 @@ class TrackingServer:
     ):
         home.mkdir(parents=True, exist_ok=True)
         self.cluster, self.home, self.log = cluster, home, home / "server.log"
-        self.database = cluster.uri
         self.workers, self.tls = workers, tls
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{free_port()}"
         self.process: subprocess.Popen | None = None
@@ -169,7 +169,7 @@ class TrackingServer:
         """Start it; return once /health answers."""
         with open(self.log, "a") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "team.server", "--database", f"{self.database}/mlflow",
+                [sys.executable, "-m", "team.server", "--database", f"{self.cluster.uri}/mlflow",
                  "--home", str(self.home), "--port", self.url.rsplit(":", 1)[1],
                  "--workers", str(self.workers), *self.tls_options()],
                 cwd=ROOT,
@@ -191,9 +191,8 @@ class TrackingServer:
         return ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
 
     def signal(self, number: int) -> None:
-        """Signal the server and its workers. os.killpg, not `kill -TERM -PGID`: Debian
-        12's kill (procps-ng 4.0.2) signals every process of the user for a negative PID."""
-        os.killpg(self.process.pid, number)
+        """Signal the server and its workers."""
+        signal_group(self.process.pid, number)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
