@@ -14,10 +14,12 @@ MLflow's Keras flavour (raw pixels in). Then, on the production endpoint with 2
 workers: --soak requests at concurrency 16, with memory before and after, 60 s of
 load during which the alias moves to another version, and 30 s at concurrency 8
 during which one of the two model servers is killed; and its throughput with its
-metrics and answer log on and off (`--no-metrics`), alternately, three times each.
+metrics and answer log on and off (`--no-metrics`): two endpoints side by side, the
+load alternating between them, five times each.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -195,17 +197,23 @@ def death_under_load(url: str, pid: int, body: Path, seconds: float) -> tuple[Re
 
 def metrics_cost(store: str, body: Path, seconds: float, folder: Path, pairs: int) -> dict:
     """Requests/s of the production endpoint (2 workers, one digit, concurrency 16) with
-    its metrics on and off, alternately, `pairs` times each: {on: [rates]}. The pairs
-    alternate which runs first (on-off, off-on, ...), as the first of two runs is not
-    always as fast as the second."""
+    its metrics on and off, alternately, `pairs` times each: {on: [rates]}. Both
+    endpoints run side by side all along and the load goes to one, then the other, so
+    that both see the same machine (a start that leaves the cores busier, a neighbour's
+    job); the pairs alternate which runs first (on-off, off-on, ...), as the first of
+    two runs is not always as fast as the second."""
     rates = {True: [], False: []}
-    for pair in range(pairs):
-        for on in (True, False) if pair % 2 == 0 else (False, True):
+    with contextlib.ExitStack() as endpoints:
+        urls = {}
+        for on in (True, False):
             extra = () if on else ("--no-metrics",)
-            home = folder / f"metrics-{pair}-{'on' if on else 'off'}"
-            with production(store, "champion", 2, home, *extra) as (url, _):
-                hey(url, body, 16, seconds=min(seconds, 3))  # warm-up, at the same load
-                rates[on].append(hey(url, body, 16, seconds).rate)
+            home = folder / f"metrics-{'on' if on else 'off'}"
+            urls[on], _ = endpoints.enter_context(production(store, "champion", 2, home, *extra))
+        for on in (True, False):
+            hey(urls[on], body, 16, seconds=min(seconds, 3))  # warm-up, at the same load
+        for pair in range(pairs):
+            for on in (True, False) if pair % 2 == 0 else (False, True):
+                rates[on].append(hey(urls[on], body, 16, seconds).rate)
     return rates
 
 

@@ -23,7 +23,7 @@ from digit_reader.normalize import JOINED_ASPECT, LINE_HEIGHT, LINE_MARGIN, Digi
 BLANK = 10  # the line reader's 11th answer: no digit ends in these columns
 STRIDE = 4  # columns of the line per answer of the line reader
 WIDTH = 256  # columns of its training lines (pipeline/lines.py; wider ones, rare, are cut)
-EMPTY_AFTER = 32  # empty columns it reads after a line
+EMPTY_AFTER = 32  # empty columns after a line, in training and when reading
 
 
 def may_hold_joined_digits(line: Line) -> bool:
@@ -36,19 +36,20 @@ def may_hold_joined_digits(line: Line) -> bool:
 
 def padded(line: Line) -> np.ndarray:
     """The line as a batch of one for the line reader: (1, 32, width, 1) uint8, with
-    empty columns after it, as in training (the network learnt what the end of a line
-    looks like: read without them, it read 82% of its training lines right, not 92%;
-    32 columns are as good as the 256 of training), its width a multiple of STRIDE."""
+    EMPTY_AFTER empty columns after it, as every line had in training (the network
+    learnt what the end of a line looks like: read without them, a reader trained on
+    lines padded to WIDTH read 82% of its training lines right, not 92%), its width a
+    multiple of STRIDE."""
     height, width = line.pixels.shape
     batch = np.zeros((1, height, -(-(width + EMPTY_AFTER) // STRIDE) * STRIDE, 1), np.uint8)
     batch[0, :, :width, 0] = line.pixels
     return batch
 
 
-def best_path(probabilities: np.ndarray) -> tuple[list[tuple[int, int, int]], float]:
-    """The digits of the likeliest path, each (digit, first answer, last answer), and the
-    path's probability (the product of each answer's largest probability)."""
-    best = probabilities.argmax(axis=1)
+def best_path(answers: np.ndarray) -> list[tuple[int, int, int]]:
+    """The digits of the likeliest path, each (digit, first answer, last answer), from
+    the answers' probabilities (or logits: only which answer is largest counts)."""
+    best = answers.argmax(axis=1)
     runs: list[tuple[int, int, int]] = []
     for t, answer in enumerate(best):
         if answer == BLANK:
@@ -57,13 +58,13 @@ def best_path(probabilities: np.ndarray) -> tuple[list[tuple[int, int, int]], fl
             runs[-1] = (answer, runs[-1][1], t)
         else:
             runs.append((int(answer), t, t))
-    return runs, float(np.prod(probabilities.max(axis=1)))
+    return runs
 
 
 def line_reading(line: Line, probabilities: np.ndarray) -> list[tuple[Digit, np.ndarray]]:
     """The digits of the line reader's best path, left to right, each with a box in the
     picture and the probabilities of its 10 digits."""
-    runs, _ = best_path(probabilities)
+    runs = best_path(probabilities)
     ink = line.pixels.astype(np.float32) / 255
     columns = np.flatnonzero(ink.max(axis=0) > 0.1)
     if not runs or not len(columns):

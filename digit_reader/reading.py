@@ -125,7 +125,7 @@ def chosen_reading(
     """The cut reading (reading.py), or the line reader's where it reads more digits
     than the number has strokes (so some stroke holds digits joined, which cuts read
     worst) and finds its own reading LINE_MARGIN_LOG likelier than the cut one."""
-    runs, _ = best_path(probabilities)
+    runs = best_path(probabilities)
     whole = [digit for digit, _, _ in runs]
     cut = [int(p.argmax()) for _, p in reading]
     if whole == cut or len(whole) <= strokes:

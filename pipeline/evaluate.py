@@ -163,7 +163,7 @@ def lines_export_check(reader, pictures: list[bytes]) -> dict:
         keras_says = np.asarray(keras.ops.softmax(logits, axis=-1))
         onnx_says = reader.read_line(page)
         difference = max(difference, float(np.abs(keras_says - onnx_says).max()))
-        misread += best_path(keras_says)[0] != best_path(onnx_says)[0]
+        misread += best_path(keras_says) != best_path(onnx_says)
     if difference > EXPORT_TOLERANCE or misread:
         raise UserError(
             f"the line reader's ONNX export reads differently from Keras': probabilities "

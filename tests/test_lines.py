@@ -12,7 +12,9 @@ from PIL import Image
 
 from digit_reader.lines import (
     BLANK,
+    EMPTY_AFTER,
     STRIDE,
+    WIDTH,
     best_path,
     line_reading,
     may_hold_joined_digits,
@@ -20,6 +22,7 @@ from digit_reader.lines import (
 )
 from digit_reader.normalize import LINE_HEIGHT, candidates
 from digit_reader.reading import chosen_reading, log_likelihood
+from pipeline.lines import batches_by_width
 from pipeline.preprocess import IMAGES_MAGIC, read_idx
 
 from pictures import drawing, written_fast
@@ -89,12 +92,30 @@ def test_the_ctc_likelihood_sums_every_path_of_the_digits():
         assert log_likelihood(probabilities, digits) == pytest.approx(np.log(total))
 
 
+def test_training_batches_hold_each_line_once_cropped_to_their_widest():
+    rng = np.random.default_rng(0)
+    widths = rng.integers(12, WIDTH + 1, size=300)
+    lines = {
+        "x": np.zeros((300, LINE_HEIGHT, WIDTH, 1), np.uint8),
+        "widths": widths,
+        "targets": np.arange(300)[:, None],  # which line it is
+        "lengths": np.ones(300, np.int32),
+    }
+    seen = []
+    for x, targets, _, batch_widths in batches_by_width(lines, 16, rng):
+        seen += list(targets[:, 0])
+        assert x.shape[2] % STRIDE == 0
+        widest = -(-(batch_widths.max() + EMPTY_AFTER) // STRIDE) * STRIDE
+        assert x.shape[2] == min(WIDTH, widest)
+    assert sorted(seen) == list(range(300))
+
+
 def test_the_best_path_merges_repeats_and_drops_blanks():
     probabilities = answers(12, {1: 5, 2: 5, 5: 9, 8: 8, 10: 8})
-    runs, sure = best_path(probabilities)
+    runs = best_path(probabilities)
     assert [digit for digit, _, _ in runs] == [5, 9, 8, 8]  # a BLANK between two 8s
     assert runs[0][1:] == (1, 2)
-    assert sure == pytest.approx(0.98**12)
+    assert best_path(np.log(probabilities)) == runs  # logits read the same
 
 
 def test_a_sure_line_reader_reads_digits_joined_in_one_stroke(five_nine_eight):

@@ -109,6 +109,7 @@ def test_dvc_repro_trains_evaluates_and_registers(repo, mirror):
     assert lines_run.info.status == "FINISHED" and lines_run.info.run_name == "lines"
     assert lines_run.data.params["lines.numbers"] == "256"
     assert [m.step for m in client.get_metric_history(lines_run.info.run_id, "ctc_loss")] == [1]
+    assert 0 <= lines_run.data.metrics["held_out_line_accuracy"] <= 1
 
     # The registered model loads by its registry URI and reads digits from pictures.
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
