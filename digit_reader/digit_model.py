@@ -26,9 +26,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
 from digit_reader.contract import COLUMN, MAX_BATCH, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, encode, png
-from digit_reader.lines import STRIDE, may_hold_joined_digits, padded
+from digit_reader.lines import STRIDE, padded
 from digit_reader.normalize import NOT_A_DIGIT, Digit, Page, candidates
-from digit_reader.reading import best_reading, chosen_reading
+from digit_reader.reading import asks_line_reader, best_reading, chosen_reading
 
 
 class BadInput(MlflowException):
@@ -146,7 +146,7 @@ class DigitReader(mlflow.pyfunc.PythonModel):
         for page in pages:
             stop = start + len(page.digits)
             reading = best_reading(page, probabilities[start:stop])
-            if page.line is not None and may_hold_joined_digits(page.line):
+            if asks_line_reader(page.line, reading):
                 reading = chosen_reading(page.line, page.strokes, reading, self.read_line(page))
             boxes = [box(d, p) for d, p in reading]
             start = stop

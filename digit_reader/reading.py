@@ -20,7 +20,7 @@ Ships inside the registered model, with normalize.py.
 import numpy as np
 from PIL import Image
 
-from digit_reader.lines import BLANK, Line, best_path, line_reading
+from digit_reader.lines import BLANK, Line, best_path, line_reading, may_hold_joined_digits
 from digit_reader.normalize import SMALL_HEIGHT, Digit, Page, candidates
 
 # The prior of one digit, in log-probability units (tuned on bench/reading.py).
@@ -35,8 +35,14 @@ CUT_COST = 0.25  # reading the pieces of one cut stroke as different digits cost
 DIGIT_BONUS = 0.5  # added per digit: weighs a reading of more digits against fewer
 DROP_COST = 0.5  # leaving out a small part as a speck costs
 # The line reader's reading replaces the cut one only where it finds it this much
-# likelier (in log-probability: e^2, about 7 times; tuned on bench/reading.py's sets).
+# likelier (in log-probability: e^2, about 7 times; tuned on bench/reading.py's sets) ...
 LINE_MARGIN_LOG = 2.0
+# ... and on a line no wider than a digit (lines.py: may_hold_joined_digits), only where
+# the cut reading is unsure of a digit and the line reader finds its own e^10 likelier:
+# so a single digit stays one (asked of every such line with e^2, the line reader read
+# 27 of MNIST's 10,000 test digits as two; so asked, none more), and two digits written
+# into each other ("13" in a box no wider than tall) are read.
+NARROW_SURE, NARROW_MARGIN_LOG = 0.99, 10.0
 
 
 def best_reading(page: Page, probabilities: np.ndarray) -> list[tuple[Digit, np.ndarray]]:
@@ -119,18 +125,28 @@ def _float(page: Page, start: int, stop: int) -> float:
     return (max(beside) - max(page.bottoms[start:stop])) / page.tallest
 
 
+def asks_line_reader(line: Line | None, reading: list[tuple[Digit, np.ndarray]]) -> bool:
+    """Whether the line reader is asked at all: of a line wide enough to hold digits
+    joined, or of a narrow one whose cut reading is unsure of a digit (a single digit
+    read surely, most pictures sent one at a time, costs no second network)."""
+    if line is None:
+        return False
+    return may_hold_joined_digits(line) or any(p.max() < NARROW_SURE for _, p in reading)
+
+
 def chosen_reading(
     line: Line, strokes: int, reading: list[tuple[Digit, np.ndarray]], probabilities: np.ndarray
 ) -> list[tuple[Digit, np.ndarray]]:
     """The cut reading (reading.py), or the line reader's where it reads more digits
     than the number has strokes (so some stroke holds digits joined, which cuts read
-    worst) and finds its own reading LINE_MARGIN_LOG likelier than the cut one."""
-    runs = best_path(probabilities)
-    whole = [digit for digit, _, _ in runs]
+    worst) and finds its own reading LINE_MARGIN_LOG likelier than the cut one
+    (NARROW_MARGIN_LOG on a line no wider than a digit)."""
+    whole = [digit for digit, _, _ in best_path(probabilities)]
     cut = [int(p.argmax()) for _, p in reading]
     if whole == cut or len(whole) <= strokes:
         return reading
-    if log_likelihood(probabilities, whole) - log_likelihood(probabilities, cut) < LINE_MARGIN_LOG:
+    margin = LINE_MARGIN_LOG if may_hold_joined_digits(line) else NARROW_MARGIN_LOG
+    if log_likelihood(probabilities, whole) - log_likelihood(probabilities, cut) < margin:
         return reading
     return line_reading(line, probabilities)
 

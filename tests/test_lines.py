@@ -21,7 +21,7 @@ from digit_reader.lines import (
     padded,
 )
 from digit_reader.normalize import LINE_HEIGHT, candidates
-from digit_reader.reading import chosen_reading, log_likelihood
+from digit_reader.reading import asks_line_reader, chosen_reading, log_likelihood
 from pipeline.lines import batches_by_width
 from pipeline.preprocess import IMAGES_MAGIC, read_idx
 
@@ -64,11 +64,32 @@ def test_the_line_is_the_numbers_ink_at_32_rows_and_maps_back(five_nine_eight):
     assert np.array_equal(batch[0, :, : line.pixels.shape[1], 0], line.pixels)
 
 
-def test_only_a_line_wider_than_a_digit_is_read_whole(five_nine_eight):
-    """A single digit is not asked of the line reader (it may read one as two)."""
-    assert may_hold_joined_digits(candidates(five_nine_eight).line)
-    assert not may_hold_joined_digits(candidates(drawing("7")).line)
-    assert not may_hold_joined_digits(candidates(drawing("0")).line)
+def test_a_single_digit_read_surely_is_not_asked_of_the_line_reader(five_nine_eight):
+    """Only a line wider than a digit, or a narrow one whose cut reading is unsure,
+    costs the second network (a sure single digit may be read as two by it)."""
+    page = candidates(five_nine_eight)
+    assert may_hold_joined_digits(page.line)
+    assert asks_line_reader(page.line, [(page.digits[0], np.eye(10)[5])])
+    for digit in "70":
+        seven = candidates(drawing(digit))
+        assert not may_hold_joined_digits(seven.line)
+        assert not asks_line_reader(seven.line, [(seven.digits[0], 0.995 * np.eye(10)[7])])
+        assert asks_line_reader(seven.line, [(seven.digits[0], 0.6 * np.eye(10)[7])])
+    assert not asks_line_reader(None, [])
+
+
+def test_a_narrow_line_is_read_as_two_digits_only_when_the_line_reader_is_much_surer():
+    """Two digits written into each other in a box no wider than tall ("13"): the line
+    reader's "13" replaces an unsure cut "7" where it is e^10 likelier, not e^2."""
+    page = candidates(drawing("7"))
+    frames = page.line.pixels.shape[1] // STRIDE
+    cut = [(page.digits[0], 0.6 * np.eye(10)[7])]
+    for sure, read in ((0.9, [7]), (0.999, [1, 3])):
+        probabilities = answers(frames, {frames // 3: 1, 2 * frames // 3: 3}, sure)
+        margin = log_likelihood(probabilities, [1, 3]) - log_likelihood(probabilities, [7])
+        assert margin > 2  # a wide line would be read "13" either way
+        reading = chosen_reading(page.line, page.strokes, cut, probabilities)
+        assert [int(p.argmax()) for _, p in reading] == read
 
 
 def test_specks_are_not_on_the_line():
