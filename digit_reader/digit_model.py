@@ -138,8 +138,8 @@ class DigitReader(mlflow.pyfunc.PythonModel):
 
     def read(self, pages: list[Page]) -> list[dict]:
         """Classify the candidate digits of all pictures in one batch, then read each: the
-        best cut of its ink, unless the line reader reads the whole line otherwise and
-        surely (lines.py)."""
+        best cut of its ink, unless the line reader, where asked, reads the whole line
+        otherwise and surely (reading.py: asks_line_reader, chosen_reading)."""
         batch = np.concatenate([page.pixels for page in pages])
         probabilities = self.classify(batch) if len(batch) else np.zeros((0, 10))
         results, start = [], 0

@@ -37,12 +37,14 @@ DROP_COST = 0.5  # leaving out a small part as a speck costs
 # The line reader's reading replaces the cut one only where it finds it this much
 # likelier (in log-probability: e^2, about 7 times; tuned on bench/reading.py's sets) ...
 LINE_MARGIN_LOG = 2.0
-# ... and on a line no wider than a digit (lines.py: may_hold_joined_digits), only where
-# the cut reading is unsure of a digit and the line reader finds its own e^10 likelier:
-# so a single digit stays one (asked of every such line with e^2, the line reader read
-# 27 of MNIST's 10,000 test digits as two; so asked, none more), and two digits written
-# into each other ("13" in a box no wider than tall) are read.
-NARROW_SURE, NARROW_MARGIN_LOG = 0.99, 10.0
+# On a line no wider than a digit (lines.py: may_hold_joined_digits), one digit or two
+# written into each other ("13" in a box no wider than tall), the line reader is asked
+# only where the cut reading holds a digit less sure than this (2.7% of MNIST's test
+# digits) ...
+NARROW_SURE = 0.99
+# ... and its reading wins only where this much likelier (e^10): so asked, it reads none
+# of MNIST's 10,000 test digits as two (asked of every such line with e^2, it read 27).
+NARROW_MARGIN_LOG = 10.0
 
 
 def best_reading(page: Page, probabilities: np.ndarray) -> list[tuple[Digit, np.ndarray]]:

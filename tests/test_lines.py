@@ -21,7 +21,13 @@ from digit_reader.lines import (
     padded,
 )
 from digit_reader.normalize import LINE_HEIGHT, candidates
-from digit_reader.reading import asks_line_reader, chosen_reading, log_likelihood
+from digit_reader.reading import (
+    LINE_MARGIN_LOG,
+    NARROW_MARGIN_LOG,
+    asks_line_reader,
+    chosen_reading,
+    log_likelihood,
+)
 from pipeline.lines import batches_by_width
 from pipeline.preprocess import IMAGES_MAGIC, read_idx
 
@@ -70,11 +76,12 @@ def test_a_single_digit_read_surely_is_not_asked_of_the_line_reader(five_nine_ei
     page = candidates(five_nine_eight)
     assert may_hold_joined_digits(page.line)
     assert asks_line_reader(page.line, [(page.digits[0], np.eye(10)[5])])
-    for digit in "70":
-        seven = candidates(drawing(digit))
-        assert not may_hold_joined_digits(seven.line)
-        assert not asks_line_reader(seven.line, [(seven.digits[0], 0.995 * np.eye(10)[7])])
-        assert asks_line_reader(seven.line, [(seven.digits[0], 0.6 * np.eye(10)[7])])
+    for digit in (7, 0):
+        single = candidates(drawing(str(digit)))
+        assert not may_hold_joined_digits(single.line)
+        sure, unsure = 0.995 * np.eye(10)[digit], 0.6 * np.eye(10)[digit]
+        assert not asks_line_reader(single.line, [(single.digits[0], sure)])
+        assert asks_line_reader(single.line, [(single.digits[0], unsure)])
     assert not asks_line_reader(None, [])
 
 
@@ -87,7 +94,8 @@ def test_a_narrow_line_is_read_as_two_digits_only_when_the_line_reader_is_much_s
     for sure, read in ((0.9, [7]), (0.999, [1, 3])):
         probabilities = answers(frames, {frames // 3: 1, 2 * frames // 3: 3}, sure)
         margin = log_likelihood(probabilities, [1, 3]) - log_likelihood(probabilities, [7])
-        assert margin > 2  # a wide line would be read "13" either way
+        assert LINE_MARGIN_LOG < margin  # a wide line would be read "13" either way
+        assert (margin >= NARROW_MARGIN_LOG) == (read == [1, 3])
         reading = chosen_reading(page.line, page.strokes, cut, probabilities)
         assert [int(p.argmax()) for _, p in reading] == read
 
@@ -114,21 +122,31 @@ def test_the_ctc_likelihood_sums_every_path_of_the_digits():
 
 
 def test_training_batches_hold_each_line_once_cropped_to_their_widest():
+    """Each line once an epoch, in batches of about one width, each line with empty
+    columns after it, as when it is read."""
     rng = np.random.default_rng(0)
-    widths = rng.integers(12, WIDTH + 1, size=300)
+    count, size = 800, 16
+    widths = rng.integers(12, WIDTH + 1, size=count).astype(np.int32)
     lines = {
-        "x": np.zeros((300, LINE_HEIGHT, WIDTH, 1), np.uint8),
+        "x": np.zeros((count, LINE_HEIGHT, WIDTH, 1), np.uint8),
         "widths": widths,
-        "targets": np.arange(300)[:, None],  # which line it is
-        "lengths": np.ones(300, np.int32),
+        "targets": np.arange(count, dtype=np.int32)[:, None],  # which line it is
+        "lengths": np.ones(count, np.int32),
     }
-    seen = []
-    for x, targets, _, batch_widths in batches_by_width(lines, 16, rng):
+    batches = list(batches_by_width(lines, size, rng))
+    assert len(batches) == -(-count // size)  # as many as fit_lines schedules
+    seen, columns = [], 0
+    for x, targets, _, batch_widths in batches:
         seen += list(targets[:, 0])
         assert x.shape[2] % STRIDE == 0
-        widest = -(-(batch_widths.max() + EMPTY_AFTER) // STRIDE) * STRIDE
-        assert x.shape[2] == min(WIDTH, widest)
-    assert sorted(seen) == list(range(300))
+        assert x.shape[2] >= np.minimum(batch_widths + EMPTY_AFTER, WIDTH).max()
+        assert x.shape[2] < batch_widths.max() + EMPTY_AFTER + STRIDE
+        columns += x.shape[2] * len(x)
+    assert sorted(seen) == list(range(count))
+    # Batches of lines in random order, each cropped to its widest, cost far more.
+    at_random = np.array_split(rng.permutation(count), len(batches))
+    random_columns = sum(min(WIDTH, widths[b].max() + EMPTY_AFTER) * len(b) for b in at_random)
+    assert columns < 0.8 * random_columns
 
 
 def test_the_best_path_merges_repeats_and_drops_blanks():
